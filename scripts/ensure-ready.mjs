@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// The `pre` step of `npm start`, `npm test` and `npm run bench`: install when node_modules is
+// missing or older than the lock file, and build when dist/ is missing or older than any source.
+import { execFileSync } from "node:child_process"
+import { existsSync, readdirSync, statSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const at = (...parts) => join(root, ...parts)
+const mtime = (path) => (existsSync(path) ? statSync(path).mtimeMs : -1)
+
+const newestUnder = (dir) => {
+  let newest = -1
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestUnder(path) : statSync(path).mtimeMs)
+  }
+  return newest
+}
+
+const run = (command, args) => {
+  console.error(`[ensure-ready] ${command} ${args.join(" ")}`)
+  execFileSync(command, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] })
+}
+
+const installMarker = at("node_modules", ".package-lock.json")
+if (mtime(installMarker) < Math.max(mtime(at("package-lock.json")), mtime(at("package.json")))) {
+  run("npm", ["ci", "--no-audit", "--no-fund"])
+}
+
+const builtMarker = at("dist", "main.js")
+const sourcesChanged = Math.max(newestUnder(at("src")), mtime(at("tsconfig.build.json")), mtime(at("tsconfig.base.json")))
+if (mtime(builtMarker) < sourcesChanged) {
+  run("npx", ["tsc", "-p", "tsconfig.build.json"])
+}

@@ -1,0 +1,1 @@
+export * as Wire from "./wire/index.js"
