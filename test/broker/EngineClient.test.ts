@@ -125,7 +125,7 @@ describe("EngineClient", () => {
     Effect.gen(function*() {
       const server = yield* startServer({})
       const url = server.url
-      yield* Effect.async<void>((resume) => server.{ server.close(() => resume(Effect.void)) })
+      yield* Effect.async<void>((resume) => { server.server.close(() => resume(Effect.void)) })
       const client = yield* clientFor(url)
       const error = yield* Effect.flip(client.getWorkspace(key))
       assert.strictEqual(error._tag, "EngineHttpFailed")
