@@ -117,3 +117,14 @@ export class PtyClosed extends Schema.TaggedError<PtyClosed>()("PtyClosed", {
     return `the terminal of process ${this.pid} is closed`
   }
 }
+
+/** A configuration value (environment variable or CLI flag) is missing or invalid. Never carries a secret's value. */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  /** The variable or flag, e.g. `RELAY_BASE_URL` or `--api-port`. */
+  variable: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `invalid configuration: ${this.variable}: ${this.detail}`
+  }
+}
