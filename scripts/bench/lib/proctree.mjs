@@ -1,0 +1,69 @@
+// The process table: descendants of a pid, their command lines and resident memory.
+// Reads /proc on Linux; elsewhere falls back to `ps`.
+import { execFileSync } from "node:child_process"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+
+const hasProc = existsSync("/proc/self/stat")
+
+/** [{pid, ppid, rssKb, cmd}] for every process we can see. */
+export const listProcesses = () => {
+  if (!hasProc) {
+    const text = execFileSync("ps", ["-A", "-o", "pid=,ppid=,rss=,command="], { encoding: "utf8" })
+    return text.split("\n").filter(Boolean).map((line) => {
+      const [pid, ppid, rss, ...cmd] = line.trim().split(/\s+/)
+      return { pid: Number(pid), ppid: Number(ppid), rssKb: Number(rss), cmd: cmd.join(" ") }
+    })
+  }
+  const processes = []
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      // The command name is in parentheses and may hold spaces; the fields after it are fixed.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const status = readFileSync(`/proc/${entry}/status`, "utf8")
+      const rss = /VmRSS:\s+(\d+)/.exec(status)
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim()
+      processes.push({ pid: Number(entry), ppid: Number(fields[1]), rssKb: rss ? Number(rss[1]) : 0, cmd })
+    } catch {
+      // The process ended while we read it.
+    }
+  }
+  return processes
+}
+
+/** The process with `pid` and all its descendants, parents first. */
+export const processTree = (pid, processes = listProcesses()) => {
+  const children = new Map()
+  for (const p of processes) {
+    const list = children.get(p.ppid) ?? []
+    list.push(p)
+    children.set(p.ppid, list)
+  }
+  const root = processes.find((p) => p.pid === pid)
+  if (root === undefined) return []
+  const out = []
+  const queue = [root]
+  while (queue.length > 0) {
+    const p = queue.shift()
+    out.push(p)
+    queue.push(...(children.get(p.pid) ?? []))
+  }
+  return out
+}
+
+/** Resident memory in MB: the root process, its agent processes (command matches `isAgent`), and every other descendant. */
+export const treeMemory = (pid, isAgent) => {
+  const tree = processTree(pid)
+  const mb = (list) => list.reduce((sum, p) => sum + p.rssKb, 0) / 1024
+  const [root, ...rest] = tree
+  const agents = rest.filter((p) => isAgent(p.cmd))
+  const others = rest.filter((p) => !isAgent(p.cmd))
+  return {
+    selfMb: root ? root.rssKb / 1024 : undefined,
+    agentsMb: mb(agents),
+    agentCount: agents.length,
+    helpersMb: mb(others),
+    helperCount: others.length
+  }
+}
