@@ -1,0 +1,60 @@
+import { Command, Options } from "@effect/cli"
+import { Console, Effect, Option } from "effect"
+import { connect, connectionOptions } from "./client.js"
+import { reported } from "./errors.js"
+import { ago, json, list, pick, table, text } from "./format.js"
+
+const pendingOf = (agent: unknown, queued: ReadonlyMap<string, number> | undefined): string => {
+  const own = pick(agent, "pending_messages", "pending_deliveries", "pendingDeliveries", "pending")
+  if (typeof own === "number") return String(own)
+  if (Array.isArray(own)) return String(own.length)
+  if (queued === undefined) return "-"
+  return String(queued.get(text(pick(agent, "name"), "")) ?? 0)
+}
+
+/** Pending deliveries per agent from `/api/status`, for daemons whose agent rows do not carry the count. */
+const queuedPerAgent = (status: unknown): ReadonlyMap<string, number> => {
+  const counts = new Map<string, number>()
+  for (const delivery of list(pick(status, "pending_deliveries"))) {
+    const name = text(pick(delivery, "worker_name", "agent", "name", "to"), "")
+    if (name !== "") counts.set(name, (counts.get(name) ?? 0) + 1)
+  }
+  return counts
+}
+
+export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | undefined, now = Date.now()): string => {
+  const agents = list(pick(spawned, "agents"))
+  if (agents.length === 0) return "no live agents"
+  return table(
+    ["NAME", "CLI", "PID", "STATUS", "LAST ACTIVITY", "PENDING"],
+    agents.map((agent) => [
+      text(pick(agent, "name")),
+      text(pick(agent, "cli", "runtime")),
+      text(pick(agent, "pid", "workerPid")),
+      text(pick(agent, "current_state", "status", "state")),
+      ago(pick(agent, "last_activity_at", "last_activity_ms", "lastActivityAt"), now),
+      pendingOf(agent, queued)
+    ])
+  )
+}
+
+export const command = Command.make(
+  "agents",
+  {
+    ...connectionOptions,
+    json: Options.boolean("json").pipe(Options.withDescription("Print the daemon's raw JSON"))
+  },
+  (options) =>
+    Effect.gen(function*() {
+      const daemon = yield* connect(options)
+      const spawned = yield* daemon.call("GET", "/api/spawned")
+      if (options.json) return yield* Console.log(json(spawned))
+      const needsQueue = list(pick(spawned, "agents")).some((agent) =>
+        pick(agent, "pending_messages", "pending_deliveries", "pendingDeliveries", "pending") === undefined
+      )
+      const queued = needsQueue
+        ? Option.getOrUndefined(yield* Effect.option(Effect.map(daemon.call("GET", "/api/status"), queuedPerAgent)))
+        : undefined
+      yield* Console.log(render(spawned, queued))
+    }).pipe(reported("agents"))
+).pipe(Command.withDescription("List the live agents: name, cli, pid, status, last activity, pending deliveries"))
