@@ -128,3 +128,13 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidC
     return `invalid configuration: ${this.variable}: ${this.detail}`
   }
 }
+
+/** Broker state (delivery cursors, dead letters, identity) could not be written to the state dir. */
+export class PersistFailed extends Schema.TaggedError<PersistFailed>()("PersistFailed", {
+  path: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `cannot write ${this.path}: ${this.detail}`
+  }
+}
