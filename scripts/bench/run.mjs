@@ -7,12 +7,12 @@
 // "n/a" when the peer cannot be installed or run. See scripts/bench/README.md.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs"
 import os from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { startBroker } from "./lib/brokers.mjs"
 import { engineClient, startEngine } from "./lib/engine.mjs"
 import { closeHttp } from "./lib/http.mjs"
-import { installCleanup, sleep, stopAll } from "./lib/procs.mjs"
+import { installCleanup, isAborting, sleep, stopAll } from "./lib/procs.mjs"
 import { listProcesses } from "./lib/proctree.mjs"
 import { renderTable } from "./lib/table.mjs"
 import { ensureUpstream } from "./lib/upstream.mjs"
@@ -30,6 +30,8 @@ const option = (name) => {
   return at >= 0 ? argv[at + 1] : undefined
 }
 const quick = flag("--quick")
+// The relay-broker entry point to measure (`engine` and `up`); another build can be compared with --main.
+const entry = resolve(option("--main") ?? join(root, "dist", "main.js"))
 const WORKLOADS = ["micro", "startup", "latency", "memory", "throughput"]
 const only = option("--only")?.split(",") ?? WORKLOADS
 const wants = (name) => only.includes(name)
@@ -78,7 +80,7 @@ const runKind = async (kind, { binary, runDir }) => {
   let engineProc
   try {
     log(`${kind}: starting the engine`)
-    const started = await startEngine({ root, dataDir: join(dir, "engine-data"), deliverLog, logDir })
+    const started = await startEngine({ entry, dataDir: join(dir, "engine-data"), deliverLog, logDir })
     engineProc = started.proc
     const engine = engineClient(started.url)
     const workspace = await engine.createWorkspace(`bench-${kind}`)
@@ -89,7 +91,7 @@ const runKind = async (kind, { binary, runDir }) => {
     if (wants("startup")) {
       log(`${kind}: startup × ${settings.startupRuns}`)
       await attempt(bucket, "startup", () =>
-        runStartup(kind, { runs: settings.startupRuns, root, binary, engine, workspaceKey, dir: join(dir, "startup"), logDir })
+        runStartup(kind, { runs: settings.startupRuns, entry, binary, engine, workspaceKey, dir: join(dir, "startup"), logDir })
       )
     }
     if (!wants("latency") && !wants("memory") && !wants("throughput")) return bucket
@@ -97,7 +99,7 @@ const runKind = async (kind, { binary, runDir }) => {
     let broker
     try {
       log(`${kind}: starting the broker`)
-      broker = await startBroker(kind, { root, binary, engine, workspaceKey, name: `bench-${kind}`, stateDir: join(dir, "broker"), logDir })
+      broker = await startBroker(kind, { entry, binary, engine, workspaceKey, name: `bench-${kind}`, stateDir: join(dir, "broker"), logDir })
     } catch (error) {
       for (const name of ["latency", "memory", "throughput"]) if (wants(name)) bucket.errors[name] = `broker did not start: ${errorText(error)}`
       log(`${kind}: broker did not start: ${errorText(error)}`)
@@ -137,6 +139,9 @@ const runKind = async (kind, { binary, runDir }) => {
         await attempt(bucket, "throughput", () =>
           runThroughput({ fleet, engine, sender, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, log })
         )
+        if (bucket.results.throughput?.best?.rate === settings.rates.at(-1)) {
+          bucket.notes.push(`every rate up to ${settings.rates.at(-1)} deliveries/s was sustained: the ladder's top, not a limit`)
+        }
         memory.afterThroughput = broker.memory()
       }
       bucket.results.memory = memory
@@ -195,9 +200,9 @@ const rowsOf = (us, upstream, micro) => {
   return rows
 }
 
-const main = async () => {
+const run = async () => {
   installCleanup()
-  if (!existsSync(join(root, "dist", "main.js"))) throw new Error("dist/main.js is missing: run `npm run build` (npm run bench does it for you)")
+  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` (npm run bench does it for you)`)
   const runDir = mkdtempSync(join(os.tmpdir(), "relay-bench-"))
   const startedAt = new Date()
   log(`${quick ? "quick" : "full"} run in ${runDir}`)
@@ -249,6 +254,7 @@ const main = async () => {
     else rmSync(runDir, { recursive: true, force: true })
   }
 
+  if (isAborting()) return 130
   const rows = rowsOf(us, upstream, micro)
   const info = machine()
   console.log("")
@@ -257,7 +263,7 @@ const main = async () => {
   console.log("ratio = how many times better we are: upstream ÷ us for times and memory, us ÷ upstream for rates.")
   console.log(`machine: ${info.cores} cores (${info.cpu}), Node ${info.node}, ${info.platform}, ${info.memoryGb} GB RAM; ${quick ? "quick run" : "full run"}; upstream ${upstreamInfo?.version ?? `n/a (${upstreamInfo?.reason ?? "not run"})`}`)
   const errors = { us: us?.errors ?? {}, upstream: upstream?.errors ?? {}, micro: microErrors }
-  for (const [kind, list] of Object.entries(errors)) for (const [name, text] of Object.entries(list)) console.log(`note: ${kind} ${name}: ${text}`)
+  for (const [kind, list] of Object.entries(errors)) for (const [name, text] of Object.entries(list)) console.log(`note: ${kind} ${name}: ${text.length > 400 ? `${text.slice(0, 400)}…` : text}`)
   for (const bucket of [us, upstream]) for (const note of bucket?.notes ?? []) console.log(`note: ${bucket.kind}: ${note}`)
 
   const resultsDir = join(root, "bench-results")
@@ -272,7 +278,7 @@ const main = async () => {
   return Object.keys(errors.us).length + Object.keys(microErrors).filter((k) => k === "wire").length === 0 ? 0 : 1
 }
 
-main().then(
+run().then(
   (code) => process.exit(code),
   async (error) => {
     console.error(`bench: ${error instanceof Error ? error.stack : error}`)

@@ -57,11 +57,11 @@ const waitApiReady = async (url, apiKey, timeoutMs) => {
   throw new Error(`${url}/api/session not ready within ${timeoutMs} ms (last: ${last?.status} ${JSON.stringify(last?.body).slice(0, 200)})`)
 }
 
-const commandFor = (kind, { root, binary, stateDir, apiPort, name, workspaceKey }) =>
+const commandFor = (kind, { entry, binary, stateDir, apiPort, name, workspaceKey }) =>
   kind === "us"
     ? {
         command: process.execPath,
-        args: [join(root, "dist", "main.js"), "up", "--state-dir", stateDir, "--api-port", String(apiPort), "--name", name]
+        args: [entry, "up", "--state-dir", stateDir, "--api-port", String(apiPort), "--name", name]
       }
     : {
         command: binary,
@@ -72,7 +72,7 @@ const commandFor = (kind, { root, binary, stateDir, apiPort, name, workspaceKey 
  * Starts a broker of `kind` ("us" or "upstream") against the engine, and resolves once it is usable:
  * its API answers and its node is online. `startedAt`, `listeningAt`, `onlineAt` are epoch ms.
  */
-export const startBroker = async (kind, { root, binary, engine, workspaceKey, name, stateDir, logDir, timeoutMs = 30000 }) => {
+export const startBroker = async (kind, { entry, binary, engine, workspaceKey, name, stateDir, logDir, timeoutMs = 30000 }) => {
   mkdirSync(stateDir, { recursive: true })
   const home = join(stateDir, "home")
   mkdirSync(home, { recursive: true })
@@ -90,7 +90,7 @@ export const startBroker = async (kind, { root, binary, engine, workspaceKey, na
     XDG_CONFIG_HOME: join(home, ".config"),
     XDG_CACHE_HOME: join(home, ".cache")
   }
-  const { command, args } = commandFor(kind, { root, binary, stateDir, apiPort: 0, name, workspaceKey })
+  const { command, args } = commandFor(kind, { entry, binary, stateDir, apiPort: 0, name, workspaceKey })
   const proc = start(`${kind} broker ${name}`, command, args, { env, cwd: stateDir, logFile: join(logDir, `${kind}-${name}.log`) })
   try {
     const listening = await proc.waitForLine(LISTENING, timeoutMs)

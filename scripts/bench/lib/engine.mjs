@@ -3,9 +3,9 @@ import { join } from "node:path"
 import { bearer, requestOk, request } from "./http.mjs"
 import { start } from "./procs.mjs"
 
-/** `node dist/main.js engine --port 0 --data <dir>`; the deliver log goes to `deliverLog`. */
-export const startEngine = async ({ root, dataDir, deliverLog, logDir }) => {
-  const proc = start("engine", process.execPath, [join(root, "dist", "main.js"), "engine", "--port", "0", "--data", dataDir], {
+/** `node <entry> engine --port 0 --data <dir>` (entry: dist/main.js); the deliver log goes to `deliverLog`. */
+export const startEngine = async ({ entry, dataDir, deliverLog, logDir }) => {
+  const proc = start("engine", process.execPath, [entry, "engine", "--port", "0", "--data", dataDir], {
     env: { ...process.env, RELAY_ENGINE_DELIVER_LOG: deliverLog },
     logFile: join(logDir, "engine.log")
   })

@@ -137,6 +137,9 @@ const killAllNow = () => {
 }
 
 let installed = false
+let aborting = false
+/** True once Ctrl-C (or another stop signal) arrived: the run's figures are incomplete. */
+export const isAborting = () => aborting
 /** Kill every started process on exit, Ctrl-C, or a crash. */
 export const installCleanup = () => {
   if (installed) return
@@ -144,6 +147,7 @@ export const installCleanup = () => {
   process.on("exit", killAllNow)
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
     process.on(signal, () => {
+      aborting = true
       console.error(`\nbench: ${signal}, stopping every process it started`)
       stopAll().finally(() => process.exit(130))
     })

@@ -4,11 +4,11 @@ import { join } from "node:path"
 import { measureStartup } from "../lib/brokers.mjs"
 import { median } from "../lib/stats.mjs"
 
-export const runStartup = async (kind, { runs, root, binary, engine, workspaceKey, dir, logDir }) => {
+export const runStartup = async (kind, { runs, entry, binary, engine, workspaceKey, dir, logDir }) => {
   const samples = []
   for (let i = 0; i < runs; i++) {
     const name = `startup-${kind}-${i}`
-    samples.push(await measureStartup(kind, { root, binary, engine, workspaceKey, name, stateDir: join(dir, name), logDir }))
+    samples.push(await measureStartup(kind, { entry, binary, engine, workspaceKey, name, stateDir: join(dir, name), logDir }))
   }
   return {
     runs,
