@@ -138,3 +138,14 @@ export class PersistFailed extends Schema.TaggedError<PersistFailed>()("PersistF
     return `cannot write ${this.path}: ${this.detail}`
   }
 }
+
+/** The local control API could not listen on its address (port taken, address not available, …). */
+export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
+  /** `host:port` as asked for. */
+  address: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the control API cannot listen on ${this.address}: ${this.detail}`
+  }
+}
