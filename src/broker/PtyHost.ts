@@ -1,7 +1,9 @@
-import { Context, type Duration, type Effect, type Scope, type Stream } from "effect"
-import type { PtyClosed, SpawnFailed } from "./errors.js"
-
-// CONTRACT ONLY. The live layer (node-pty) is to be written in this file: `make` + `layer`.
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, type Scope, Stream } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { PtyClosed, SpawnFailed } from "./errors.js"
+import { defaultInjectTimings, type InjectTimings, injectionSteps } from "./terminalInput.js"
 
 export interface PtySpawnOptions {
   readonly command: string
@@ -50,3 +52,325 @@ export class PtyHost extends Context.Tag("relay-broker/PtyHost")<PtyHost, {
   /** Starts a process in a pseudo-terminal. The caller's scope owns it: closing the scope kills it. */
   readonly spawn: (options: PtySpawnOptions) => Effect.Effect<Pty, SpawnFailed, Scope.Scope>
 }>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Live layer (node-pty)
+
+export interface PtyHostOptions {
+  /** Pauses used by `inject` (default: `defaultInjectTimings`, a few ms). */
+  readonly timings?: InjectTimings
+  /** Characters of output kept for `snapshot` (default 256 KiB). */
+  readonly ringCapacity?: number
+  /** The grace between SIGTERM and SIGKILL when no other is given (default 2 s). */
+  readonly killGrace?: Duration.DurationInput
+}
+
+export const defaultRingCapacity = 256 * 1024
+export const defaultKillGrace: Duration.DurationInput = "2 seconds"
+/** After SIGKILL, how long `kill` waits for the exit to be reported before giving up. */
+const reapLimit: Duration.DurationInput = "5 seconds"
+/** Output chunks a slow `output` subscriber may lag behind before the oldest are dropped. */
+const subscriberLag = 4096
+
+type NodePty = typeof import("node-pty")
+type NodePtyProcess = ReturnType<NodePty["spawn"]>
+
+let nodePtyModule: Promise<NodePty> | undefined
+// Loaded on first spawn, so that importing the broker does not load a native module.
+const loadNodePty = (): Promise<NodePty> =>
+  (nodePtyModule ??= import("node-pty").then((module) => (module as { default?: NodePty }).default ?? module))
+
+/** Directories searched after the child's PATH (upstream's fallback list, for CLIs installed per user). */
+const fallbackPath = (): ReadonlyArray<string> => {
+  const home = Os.homedir()
+  return [
+    Path.join(home, ".local/bin"),
+    Path.join(home, ".opencode/bin"),
+    Path.join(home, ".claude/local"),
+    "/usr/local/bin",
+    "/usr/bin",
+    "/bin",
+    "/opt/homebrew/bin"
+  ]
+}
+
+type Probe = "Executable" | "NotExecutable" | "Missing"
+
+const probe = (file: string): Probe => {
+  try {
+    if (!Fs.statSync(file).isFile()) return "NotExecutable"
+    Fs.accessSync(file, Fs.constants.X_OK)
+    return "Executable"
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EACCES" ? "NotExecutable" : "Missing"
+  }
+}
+
+/** The absolute path of `command`: as given when it contains a `/`, else the first match on PATH. */
+export const resolveCommand = (
+  command: string,
+  options: { readonly cwd: string; readonly path: string | undefined }
+): Effect.Effect<string, SpawnFailed> =>
+  Effect.suspend(() => {
+    if (command.trim().length === 0) {
+      return Effect.fail(new SpawnFailed({ command, reason: "NotFound", detail: "the command is empty" }))
+    }
+    if (command.includes("/")) {
+      const file = Path.resolve(options.cwd, command)
+      const found = probe(file)
+      return found === "Executable"
+        ? Effect.succeed(file)
+        : Effect.fail(
+          new SpawnFailed({
+            command,
+            reason: found === "Missing" ? "NotFound" : "NotExecutable",
+            detail: found === "Missing" ? `${file} does not exist` : `${file} is not an executable file`
+          })
+        )
+    }
+    const dirs = [...(options.path ?? "").split(Path.delimiter).filter((dir) => dir.length > 0), ...fallbackPath()]
+    let notExecutable: string | undefined
+    for (const dir of dirs) {
+      const file = Path.resolve(options.cwd, dir, command)
+      const found = probe(file)
+      if (found === "Executable") return Effect.succeed(file)
+      if (found === "NotExecutable") notExecutable ??= file
+    }
+    return Effect.fail(
+      notExecutable === undefined
+        ? new SpawnFailed({ command, reason: "NotFound", detail: "not found on PATH" })
+        : new SpawnFailed({ command, reason: "NotExecutable", detail: `${notExecutable} is not executable` })
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Output as plain text
+
+// CSI (7-bit and 8-bit), OSC / DCS / SOS / PM / APC strings (terminated or cut off), and the other
+// two-or-more-byte ESC sequences (charset selection, keypad modes, save / restore cursor...).
+// eslint-disable-next-line no-control-regex
+const escapeSequence = /(?:\x1b\[|\x9b)([0-?]*)[ -/]*([@-~])|\x1b[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?/g
+
+/**
+ * The terminal output as the text a reader would see, approximately: escape sequences removed,
+ * `\r` and backspace applied within each line, erase-to-end-of-line honoured, other control bytes dropped.
+ */
+export const plainText = (raw: string): string => {
+  const lines: Array<string> = []
+  let line: Array<string> = []
+  let cursor = 0
+  const put = (text: string) => {
+    for (const char of text) {
+      if (char === "\n") {
+        lines.push(line.join("").trimEnd())
+        line = []
+        cursor = 0
+      } else if (char === "\r") {
+        cursor = 0
+      } else if (char === "\b") {
+        cursor = Math.max(0, cursor - 1)
+      } else if (char === "\t" || char >= " " && !(char >= "\x7f" && char <= "\x9f")) {
+        line[cursor] = char
+        cursor += 1
+      }
+    }
+  }
+  let last = 0
+  for (const match of raw.matchAll(escapeSequence)) {
+    put(raw.slice(last, match.index))
+    last = match.index + match[0].length
+    // `CSI K` / `CSI 0 K`: erase from the cursor to the end of the line.
+    if (match[2] === "K" && (match[1] === "" || match[1] === "0")) line = line.slice(0, cursor)
+  }
+  put(raw.slice(last))
+  lines.push(line.join("").trimEnd())
+  return lines.join("\n")
+}
+
+/** The last `capacity` characters of output, kept as chunks. */
+class OutputRing {
+  private chunks: Array<string> = []
+  private length = 0
+  constructor(private readonly capacity: number) {}
+  push(chunk: string): void {
+    this.chunks.push(chunk)
+    this.length += chunk.length
+    while (this.chunks.length > 1 && this.length - this.chunks[0]!.length >= this.capacity) {
+      this.length -= this.chunks.shift()!.length
+    }
+  }
+  text(): string {
+    const all = this.chunks.join("")
+    return all.length > this.capacity ? all.slice(all.length - this.capacity) : all
+  }
+}
+
+// The child leads its own session (node-pty calls setsid), so its process group id is its pid:
+// signalling the group reaches the children it started in the foreground too.
+const signalTree = (pid: number, signal: NodeJS.Signals): void => {
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+const startPty = (
+  nodePty: NodePty,
+  file: string,
+  options: PtySpawnOptions,
+  settings: { readonly timings: InjectTimings; readonly ringCapacity: number; readonly killGrace: Duration.DurationInput }
+) =>
+  Effect.gen(function*() {
+    const env: Record<string, string> = { ...options.env }
+    if (env.TERM === undefined || env.TERM === "" || env.TERM === "dumb") env.TERM = "xterm-256color"
+    const cwd = options.cwd ?? process.cwd()
+    const hub = yield* PubSub.sliding<string | null>(subscriberLag)
+    const exit = yield* Deferred.make<PtyExit>()
+    const writeLock = yield* Effect.makeSemaphore(1)
+    const ring = new OutputRing(settings.ringCapacity)
+    let gone = false
+
+    const child: NodePtyProcess = yield* Effect.try({
+      try: () =>
+        nodePty.spawn(file, [...options.args], {
+          name: env.TERM ?? "xterm-256color",
+          cols: Math.max(1, Math.floor(options.cols ?? 80)),
+          rows: Math.max(1, Math.floor(options.rows ?? 24)),
+          cwd,
+          env
+        }),
+      catch: (error) => new SpawnFailed({ command: options.command, reason: "Failed", detail: String(error) })
+    })
+
+    child.onData((data) => {
+      ring.push(data)
+      Effect.runSync(PubSub.publish(hub, data))
+    })
+    child.onExit(({ exitCode, signal }) => {
+      gone = true
+      Effect.runSync(PubSub.publish(hub, null))
+      const bySignal = signal !== undefined && signal > 0
+      Deferred.unsafeDone(exit, Exit.succeed({ code: bySignal ? null : exitCode, signal: bySignal ? signal : null }))
+      try {
+        // Not in node-pty's typings: frees the terminal's file descriptors.
+        ;(child as unknown as { readonly destroy?: () => void }).destroy?.()
+      } catch {
+        // the terminal is already closed
+      }
+    })
+
+    const closed = new PtyClosed({ pid: child.pid })
+    const rawWrite = (data: string) =>
+      Effect.suspend(() => {
+        if (gone) return Effect.fail(closed)
+        return Effect.try({ try: () => child.write(data), catch: () => closed })
+      })
+
+    const write = (data: string) => writeLock.withPermits(1)(rawWrite(data))
+
+    // One lock for writes and injections: nothing is typed between a message and its Enter.
+    const inject = (text: string, mode: InjectMode) =>
+      writeLock.withPermits(1)(
+        Effect.forEach(
+          injectionSteps(text, mode, settings.timings),
+          (step) => step._tag === "Write" ? rawWrite(step.data) : Effect.sleep(Duration.millis(step.millis)),
+          { discard: true }
+        )
+      )
+
+    const resize = (cols: number, rows: number) =>
+      Effect.suspend(() => {
+        if (gone) return Effect.fail(closed)
+        return Effect.try({
+          try: () => child.resize(Math.max(1, Math.floor(cols)), Math.max(1, Math.floor(rows))),
+          catch: () => closed
+        })
+      })
+
+    const output: Stream.Stream<string> = Stream.unwrapScoped(
+      Effect.gen(function*() {
+        const queue = yield* PubSub.subscribe(hub)
+        // `gone` and the end marker are set in one callback: a subscriber that came after it must not wait.
+        if (gone) return Stream.empty
+        return Stream.fromQueue(queue).pipe(
+          Stream.takeWhile((chunk): chunk is string => chunk !== null),
+          Stream.filter((chunk): chunk is string => chunk !== null)
+        )
+      })
+    )
+
+    const exited = Deferred.await(exit)
+
+    const kill = (grace?: Duration.DurationInput) =>
+      Effect.gen(function*() {
+        if (gone) return
+        // SIGHUP too: the terminal is going away, and interactive shells ignore SIGTERM.
+        signalTree(child.pid, "SIGTERM")
+        signalTree(child.pid, "SIGHUP")
+        const ended = yield* Effect.timeoutOption(exited, grace ?? settings.killGrace)
+        if (Option.isSome(ended)) return
+        signalTree(child.pid, "SIGKILL")
+        yield* Effect.timeoutOption(exited, reapLimit)
+      }).pipe(Effect.withSpan("Pty.kill", { attributes: { pid: child.pid } }))
+
+    return {
+      pid: child.pid,
+      write,
+      inject,
+      resize,
+      snapshot: Effect.sync(() => plainText(ring.text())),
+      output,
+      exited,
+      kill
+    } satisfies Pty
+  })
+
+export const makeWith = (options: PtyHostOptions = {}) =>
+  Effect.sync(() => {
+    const settings = {
+      timings: options.timings ?? defaultInjectTimings,
+      ringCapacity: options.ringCapacity ?? defaultRingCapacity,
+      killGrace: options.killGrace ?? defaultKillGrace
+    }
+
+    const spawn = Effect.fn("PtyHost.spawn")(function*(spawnOptions: PtySpawnOptions) {
+      const cwd = spawnOptions.cwd ?? process.cwd()
+      const cwdOk = yield* Effect.sync(() => {
+        try {
+          return Fs.statSync(cwd).isDirectory()
+        } catch {
+          return false
+        }
+      })
+      if (!cwdOk) {
+        return yield* new SpawnFailed({
+          command: spawnOptions.command,
+          reason: "Failed",
+          detail: `the working directory ${cwd} does not exist`
+        })
+      }
+      const file = yield* resolveCommand(spawnOptions.command, { cwd, path: spawnOptions.env.PATH ?? process.env.PATH })
+      const nodePty = yield* Effect.tryPromise({
+        try: loadNodePty,
+        catch: (error) =>
+          new SpawnFailed({ command: spawnOptions.command, reason: "Failed", detail: `node-pty is unavailable: ${String(error)}` })
+      })
+      return yield* Effect.acquireRelease(
+        startPty(nodePty, file, { ...spawnOptions, cwd }, settings),
+        (pty) => pty.kill()
+      )
+    })
+
+    return PtyHost.of({ spawn })
+  })
+
+export const make = makeWith()
+
+export const layer: Layer.Layer<PtyHost> = Layer.effect(PtyHost, make)
+
+export const layerWith = (options: PtyHostOptions): Layer.Layer<PtyHost> => Layer.effect(PtyHost, makeWith(options))
