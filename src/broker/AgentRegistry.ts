@@ -1,14 +1,38 @@
-import { Context, type Effect, type Redacted } from "effect"
-import type {
+import {
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  Fiber,
+  FiberSet,
+  Layer,
+  Redacted,
+  Ref,
+  Schedule,
+  Scope,
+  Sink,
+  Stream
+} from "effect"
+import * as Path from "node:path"
+import { AgentRoster } from "./AgentRoster.js"
+import { BrokerConfig } from "./BrokerConfig.js"
+import { DeliveryBook } from "./DeliveryBook.js"
+import { EngineClient } from "./EngineClient.js"
+import {
   BindFailed,
+  type EngineHttpFailed,
   InvalidAgentName,
   NameTaken,
-  SpawnFailed,
+  type NodeRequestFailed,
+  type SpawnFailed,
   UnknownWorker
 } from "./errors.js"
-import type { InjectMode, Pty } from "./PtyHost.js"
-
-// CONTRACT. The live layer is to be written in this file (issue: agents and the daemon).
+import { EventLog } from "./EventLog.js"
+import { resolveHarness } from "./harness.js"
+import { NodeControl } from "./NodeControl.js"
+import { type InjectMode, type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
 
 export interface SpawnSpec {
   readonly name: string
@@ -57,3 +81,395 @@ export class AgentRegistry extends Context.Tag("relay-broker/AgentRegistry")<Age
   readonly list: Effect.Effect<ReadonlyArray<AgentInfo>>
   readonly lookup: (name: string) => Effect.Effect<LiveAgent, UnknownWorker>
 }>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Live layer
+
+export interface AgentRegistryOptions {
+  /** The environment agents inherit (minus the broker's secrets). Default: `process.env`. */
+  readonly baseEnv?: Readonly<Record<string, string | undefined>>
+  /** How long the task waits for the agent's first output before it is typed anyway. Default 1 s. */
+  readonly taskReadyTimeout?: Duration.DurationInput
+  /** `worker_stream` batching: a batch is published after this long, or at `streamFlushChars`. */
+  readonly streamFlushInterval?: Duration.DurationInput
+  readonly streamFlushChars?: number
+  /** Exited agents remembered, so that releasing one succeeds. Default 1024. */
+  readonly exitedCapacity?: number
+}
+
+/** The broker's own credentials: never in an agent's environment. */
+export const brokerSecretEnv: ReadonlyArray<string> = [
+  "RELAY_NODE_TOKEN",
+  "RELAY_WORKSPACE_KEY",
+  "AGENT_RELAY_WORKSPACE_KEY",
+  "RELAY_API_KEY",
+  "RELAY_BROKER_API_KEY"
+]
+
+const namePattern = /^[A-Za-z0-9._-]{1,64}$/
+
+export const validateName = (name: string): Effect.Effect<string, InvalidAgentName> => {
+  if (name.length === 0) return Effect.fail(new InvalidAgentName({ agent: name, detail: "the name is empty" }))
+  if (name.length > 64) {
+    return Effect.fail(new InvalidAgentName({ agent: name, detail: `${name.length} characters, at most 64 allowed` }))
+  }
+  if (!namePattern.test(name)) {
+    return Effect.fail(new InvalidAgentName({ agent: name, detail: "only letters, digits, '.', '_' and '-' are allowed" }))
+  }
+  return Effect.succeed(name)
+}
+
+interface Binding {
+  readonly agentId: string
+  readonly token: Redacted.Redacted<string>
+  readonly warning?: string
+}
+
+interface Entry {
+  readonly info: Omit<AgentInfo, "lastActivityAt" | "status">
+  readonly pty: Pty
+  readonly token: Redacted.Redacted<string>
+  readonly scope: Scope.CloseableScope
+  readonly invocationId?: string
+  readonly sessionRef?: string
+  readonly activity: { at: number }
+  pump?: Fiber.RuntimeFiber<void>
+}
+
+interface State {
+  readonly live: ReadonlyMap<string, Entry>
+  /** Names between validation and the end of `spawn`: taken, too. */
+  readonly starting: ReadonlySet<string>
+  /** Agents whose process ended by itself, oldest first (bounded). */
+  readonly exited: ReadonlyMap<string, AgentInfo>
+}
+
+const without = <K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> => {
+  const next = new Map(map)
+  next.delete(key)
+  return next
+}
+
+export const makeWith = (options: AgentRegistryOptions = {}) =>
+  Effect.gen(function*() {
+    const config = yield* BrokerConfig
+    const nodeControl = yield* NodeControl
+    const engine = yield* EngineClient
+    const ptyHost = yield* PtyHost
+    const roster = yield* AgentRoster
+    const events = yield* EventLog
+    const deliveryBook = yield* DeliveryBook
+    const layerScope = yield* Effect.scope
+
+    const taskReadyTimeout = options.taskReadyTimeout ?? "1 second"
+    const flushInterval = options.streamFlushInterval ?? "16 millis"
+    const flushChars = options.streamFlushChars ?? 4096
+    const exitedCapacity = options.exitedCapacity ?? 1024
+
+    const state = yield* Ref.make<State>({ live: new Map(), starting: new Set(), exited: new Map() })
+    const watchers = yield* FiberSet.make<void>()
+    let shuttingDown = false
+
+    const now = Clock.currentTimeMillis
+    const infoOf = (entry: Entry, status: AgentInfo["status"]): AgentInfo => ({
+      ...entry.info,
+      status,
+      lastActivityAt: entry.activity.at
+    })
+
+    // -- binding ------------------------------------------------------------------------------
+
+    const httpBind = (name: string) =>
+      Effect.gen(function*() {
+        const created = yield* engine.createAgent(config.workspaceKey, { name, type: "agent" }).pipe(
+          Effect.catchIf(
+            (error) => error.status === 409 || error.code === "agent_already_exists",
+            () => engine.rotateAgentToken(config.workspaceKey, name)
+          )
+        )
+        yield* engine.bindAgentToNode(config.workspaceKey, config.nodeName, name)
+        return created
+      })
+
+    const bindFailed = (name: string, nodeError: NodeRequestFailed, httpError: EngineHttpFailed) =>
+      new BindFailed({
+        agent: name,
+        reason: httpError.status !== undefined ? "Rejected" : nodeError.reason === "Timeout" ? "Timeout" : "Transport",
+        detail: `agent.register: ${nodeError.message}; HTTP fallback: ${httpError.message}`
+      })
+
+    const bind = (spec: SpawnSpec): Effect.Effect<Binding, BindFailed> =>
+      nodeControl.registerAgent({
+        name: spec.name,
+        ...(spec.invocationId === undefined ? {} : { invocation_id: spec.invocationId }),
+        ...(spec.sessionRef === undefined ? {} : { session_ref: spec.sessionRef })
+      }).pipe(
+        Effect.map((data): Binding => ({ agentId: data.agent_id, token: Redacted.make(data.token) })),
+        Effect.catchAll((nodeError) =>
+          httpBind(spec.name).pipe(
+            Effect.map((created): Binding => ({
+              agentId: created.id,
+              token: created.token,
+              warning: `agent.register over node control failed (${nodeError.message}); ` +
+                `the agent was bound to node '${config.nodeName}' through the engine's HTTP API`
+            })),
+            Effect.mapError((httpError) => bindFailed(spec.name, nodeError, httpError))
+          )
+        )
+      )
+
+    const deregister = (agentId: string, name: string) =>
+      nodeControl.send({ v: 1, type: "agent.deregister", agent_id: agentId, name })
+
+    // -- the child's environment --------------------------------------------------------------
+
+    const childEnv = (
+      spec: SpawnSpec,
+      harness: ReturnType<typeof resolveHarness>,
+      binding: Binding
+    ): Record<string, string> => {
+      const env: Record<string, string> = {}
+      for (const [key, value] of Object.entries(options.baseEnv ?? process.env)) {
+        if (value !== undefined) env[key] = value
+      }
+      for (const key of [...brokerSecretEnv, ...harness.unsetEnv]) delete env[key]
+      Object.assign(env, harness.env, spec.env ?? {})
+      Object.assign(env, {
+        RELAY_AGENT_TOKEN: Redacted.value(binding.token),
+        RELAY_AGENT_NAME: spec.name,
+        RELAY_AGENT_TYPE: "agent",
+        RELAY_BASE_URL: config.baseUrl,
+        RELAY_STRICT_AGENT_NAME: "1",
+        RELAY_SKIP_BOOTSTRAP: "1"
+      })
+      return env
+    }
+
+    // -- after the process ---------------------------------------------------------------------
+
+    const cleanUp = (entry: Entry) =>
+      Effect.gen(function*() {
+        yield* deregister(entry.info.agentId, entry.info.name)
+        yield* deliveryBook.forget({ name: entry.info.name, agentId: entry.info.agentId })
+        yield* roster.remove(entry.info.name)
+        yield* nodeControl.announce
+      })
+
+    const onExit = (entry: Entry, exit: PtyExit) =>
+      Effect.gen(function*() {
+        if (shuttingDown) return
+        const at = yield* now
+        const removed = yield* Ref.modify(state, (current): [boolean, State] => {
+          if (current.live.get(entry.info.name) !== entry) return [false, current]
+          const exited = new Map(without(current.exited, entry.info.name))
+          exited.set(entry.info.name, { ...infoOf(entry, "exited"), lastActivityAt: Math.max(entry.activity.at, at) })
+          while (exited.size > exitedCapacity) exited.delete(exited.keys().next().value!)
+          return [true, { ...current, live: without(current.live, entry.info.name), exited }]
+        })
+        // Released meanwhile: `release` does the rest.
+        if (!removed) return
+        // Let the last output reach the event log before the exit does.
+        if (entry.pump !== undefined) yield* Effect.timeoutOption(Fiber.await(entry.pump), "1 second")
+        yield* Scope.close(entry.scope, Exit.void)
+        yield* cleanUp(entry)
+        yield* events.publish("agent_exited", { name: entry.info.name, code: exit.code, signal: exit.signal })
+        yield* Effect.logInfo("agent exited").pipe(
+          Effect.annotateLogs({ agent: entry.info.name, code: exit.code, signal: exit.signal })
+        )
+      }).pipe(Effect.annotateLogs({ module: "AgentRegistry" }))
+
+    // -- spawn --------------------------------------------------------------------------------
+
+    const publishOutput = (entry: Entry) =>
+      entry.pty.output.pipe(
+        Stream.tap(() => Effect.map(now, (at) => (entry.activity.at = at))),
+        Stream.aggregateWithin(
+          Sink.foldWeighted({
+            initial: "",
+            maxCost: flushChars,
+            cost: (_acc, chunk: string) => chunk.length,
+            body: (acc, chunk: string) => acc + chunk
+          }),
+          Schedule.spaced(flushInterval)
+        ),
+        Stream.filter((chunk) => chunk.length > 0),
+        Stream.runForEach((chunk) =>
+          events.publish("worker_stream", { name: entry.info.name, stream: "stdout", chunk })
+        )
+      )
+
+    // The task is typed once the agent has shown some output (it is up), or after a short wait.
+    const deliverTask = (pty: Pty, task: string, mode: InjectMode) =>
+      Effect.gen(function*() {
+        const screen = yield* pty.snapshot
+        if (screen.trim().length === 0) {
+          yield* pty.output.pipe(Stream.take(1), Stream.runDrain, Effect.timeoutOption(taskReadyTimeout))
+        }
+        yield* pty.inject(task, mode).pipe(
+          Effect.catchAll((error) => Effect.logWarning("the task could not be typed", error))
+        )
+      })
+
+    const launch = (spec: SpawnSpec, binding: Binding) =>
+      Effect.gen(function*() {
+        const harness = resolveHarness(spec)
+        const cwd = Path.resolve(config.cwd, spec.cwd ?? ".")
+        const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+        const pty = yield* ptyHost.spawn({
+          command: harness.command,
+          args: harness.args,
+          cwd,
+          env: childEnv(spec, harness, binding)
+        }).pipe(
+          Scope.extend(scope),
+          Effect.onError(() => Scope.close(scope, Exit.void))
+        )
+        const startedAt = yield* now
+        const mode: InjectMode = { input: harness.injectInput, steer: false }
+        // Messages wait until the task, when there is one, has been typed: it is the first message.
+        const taskTyped = yield* Effect.makeLatch(spec.task === undefined)
+        const activity = { at: startedAt }
+        const touch = Effect.map(now, (at) => (activity.at = at))
+        const tracked: Pty = {
+          ...pty,
+          write: (data) => Effect.zipRight(touch, pty.write(data)),
+          inject: (text, injectMode) => taskTyped.whenOpen(Effect.zipRight(touch, pty.inject(text, injectMode)))
+        }
+        const entry: Entry = {
+          info: {
+            name: spec.name,
+            agentId: binding.agentId,
+            cli: spec.cli,
+            args: harness.args,
+            cwd,
+            pid: pty.pid,
+            startedAt,
+            injectMode: harness.injectInput,
+            ...(binding.warning === undefined ? {} : { warning: binding.warning })
+          },
+          pty: tracked,
+          token: binding.token,
+          scope,
+          ...(spec.invocationId === undefined ? {} : { invocationId: spec.invocationId }),
+          ...(spec.sessionRef === undefined ? {} : { sessionRef: spec.sessionRef }),
+          activity
+        }
+        entry.pump = yield* Effect.forkIn(publishOutput(entry), scope)
+        if (spec.task !== undefined) {
+          const task = spec.task
+          yield* Effect.forkIn(
+            deliverTask(pty, task, mode).pipe(Effect.zipRight(touch), Effect.ensuring(taskTyped.open)),
+            scope
+          )
+        }
+        return entry
+      })
+
+    const spawn = Effect.fn("AgentRegistry.spawn")(function*(spec: SpawnSpec) {
+      const name = yield* validateName(spec.name)
+      const reserved = yield* Ref.modify(state, (current): [boolean, State] =>
+        current.live.has(name) || current.starting.has(name)
+          ? [false, current]
+          : [true, { ...current, starting: new Set(current.starting).add(name) }])
+      if (!reserved) return yield* new NameTaken({ agent: name })
+      const unreserve = Ref.update(state, (current) => {
+        const starting = new Set(current.starting)
+        starting.delete(name)
+        return { ...current, starting }
+      })
+      return yield* Effect.gen(function*() {
+        const binding = yield* bind(spec)
+        const entry = yield* launch(spec, binding).pipe(
+          // No process (or an interrupted spawn): undo the binding.
+          Effect.onError(() => deregister(binding.agentId, name))
+        )
+        yield* Ref.update(state, (current) => ({
+          ...current,
+          live: new Map(current.live).set(name, entry),
+          exited: without(current.exited, name)
+        }))
+        yield* FiberSet.run(watchers, Effect.flatMap(entry.pty.exited, (exit) => onExit(entry, exit)))
+        yield* roster.put({
+          agent_id: binding.agentId,
+          name,
+          ...(spec.invocationId === undefined ? {} : { invocation_id: spec.invocationId }),
+          ...(spec.sessionRef === undefined ? {} : { session_ref: spec.sessionRef })
+        })
+        yield* nodeControl.announce
+        yield* events.publish("agent_spawned", {
+          name,
+          runtime: "pty",
+          cli: spec.cli,
+          agent_id: binding.agentId,
+          pid: entry.info.pid,
+          ...(spec.model === undefined ? {} : { model: spec.model }),
+          ...(binding.warning === undefined ? {} : { registration_warning: binding.warning })
+        })
+        yield* Effect.logInfo("agent spawned").pipe(
+          Effect.annotateLogs({ agent: name, pid: entry.info.pid, cli: spec.cli })
+        )
+        return infoOf(entry, "running")
+      }).pipe(Effect.ensuring(unreserve))
+    })
+
+    // -- release, list, lookup ------------------------------------------------------------------
+
+    const release = Effect.fn("AgentRegistry.release")(function*(name: string) {
+      const found = yield* Ref.modify(state, (current): [Entry | "exited" | undefined, State] => {
+        const entry = current.live.get(name)
+        if (entry !== undefined) return [entry, { ...current, live: without(current.live, name) }]
+        if (current.exited.has(name)) return ["exited", { ...current, exited: without(current.exited, name) }]
+        return [undefined, current]
+      })
+      if (found === undefined) return yield* new UnknownWorker({ agent: name })
+      if (found !== "exited") {
+        // Closing the agent's scope kills its process (SIGTERM, grace, SIGKILL).
+        yield* Scope.close(found.scope, Exit.void)
+        yield* cleanUp(found)
+      }
+      yield* events.publish("agent_released", { name })
+      yield* Effect.logInfo("agent released").pipe(Effect.annotateLogs({ agent: name }))
+    })
+
+    const list = Effect.gen(function*() {
+      const current = yield* Ref.get(state)
+      return [...current.live.values()].map((entry) => infoOf(entry, "running"))
+    })
+
+    const lookup = Effect.fn("AgentRegistry.lookup")(function*(name: string) {
+      const entry = (yield* Ref.get(state)).live.get(name)
+      if (entry === undefined) return yield* new UnknownWorker({ agent: name })
+      return { ...infoOf(entry, "running"), pty: entry.pty, token: entry.token } satisfies LiveAgent
+    })
+
+    // No process outlives the registry: on shutdown every agent is killed (in parallel) and unbound.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        shuttingDown = true
+        const current = yield* Ref.getAndUpdate(state, (s) => ({ ...s, live: new Map() }))
+        yield* Effect.forEach(
+          current.live.values(),
+          (entry) =>
+            Effect.gen(function*() {
+              yield* Scope.close(entry.scope, Exit.void)
+              yield* deregister(entry.info.agentId, entry.info.name)
+              yield* roster.remove(entry.info.name)
+            }),
+          { concurrency: "unbounded", discard: true }
+        )
+      })
+    )
+
+    return AgentRegistry.of({ spawn, release, list, lookup })
+  }).pipe(Effect.annotateLogs({ module: "AgentRegistry" }))
+
+export const make = makeWith()
+
+export const layer: Layer.Layer<
+  AgentRegistry,
+  never,
+  BrokerConfig | NodeControl | EngineClient | PtyHost | AgentRoster | EventLog | DeliveryBook
+> = Layer.scoped(AgentRegistry, make)
+
+export const layerWith = (options: AgentRegistryOptions) => Layer.scoped(AgentRegistry, makeWith(options))
+
