@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [--no-upstream] [--upstream-bin <path>] [--only a,b] [--keep]`
+// `npm run bench [-- --quick] [--no-upstream] [--upstream-bin <path>] [--only a,b] [--brokers us,upstream] [--keep]`
 //
 // Runs the same workloads against our broker and the upstream Rust broker v9.1.6, each on a fresh
 // embedded engine (a separate process on loopback), prints one table (us / upstream / ratio), and
@@ -35,6 +35,7 @@ const entry = resolve(option("--main") ?? join(root, "dist", "main.js"))
 const WORKLOADS = ["micro", "startup", "latency", "memory", "throughput"]
 const only = option("--only")?.split(",") ?? WORKLOADS
 const wants = (name) => only.includes(name)
+const brokers = option("--brokers")?.split(",") ?? ["us", "upstream"]
 
 const settings = quick
   ? { agents: 10, latencyCount: 50, latencyWarmup: 5, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 20000 }
@@ -43,7 +44,9 @@ if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))
 if (option("--step-seconds")) settings.stepMs = Number(option("--step-seconds")) * 1000
 const DM_SHARE = 0.1
-const CHANNEL = "bench"
+// Channel traffic goes to #general: the engine joins every agent registered through a node to it, so
+// both brokers' agents are members (upstream does not join agents to the channels named at spawn).
+const CHANNEL = "general"
 
 const log = (line) => console.error(`[bench] ${line}`)
 const errorText = (error) => (error instanceof Error ? error.message : String(error))
@@ -83,17 +86,16 @@ const runKind = async (kind, { binary, runDir }) => {
     const started = await startEngine({ entry, dataDir: join(dir, "engine-data"), deliverLog, logDir })
     engineProc = started.proc
     const engine = engineClient(started.url)
-    const workspace = await engine.createWorkspace(`bench-${kind}`)
-    const workspaceKey = workspace.api_key
-    const sender = await engine.registerAgent(workspaceKey, "bench-sender")
-    await engine.createChannel(sender.token, CHANNEL)
-
     if (wants("startup")) {
+      // Its own workspace, so that the startup brokers' identities do not join the session's #general.
+      const startupKey = (await engine.createWorkspace(`bench-${kind}-startup`)).api_key
       log(`${kind}: startup × ${settings.startupRuns}`)
       await attempt(bucket, "startup", () =>
-        runStartup(kind, { runs: settings.startupRuns, entry, binary, engine, workspaceKey, dir: join(dir, "startup"), logDir })
+        runStartup(kind, { runs: settings.startupRuns, entry, binary, engine, workspaceKey: startupKey, dir: join(dir, "startup"), logDir })
       )
     }
+    const workspaceKey = (await engine.createWorkspace(`bench-${kind}`)).api_key
+    const sender = await engine.registerAgent(workspaceKey, "bench-sender")
     if (!wants("latency") && !wants("memory") && !wants("throughput")) return bucket
 
     let broker
@@ -134,7 +136,7 @@ const runKind = async (kind, { binary, runDir }) => {
       if (wants("throughput")) {
         const members = new Set(((await engine.channel(sender.token, CHANNEL))?.members ?? []).map((m) => m.agent_name ?? m.name))
         const inChannel = names.every((name) => members.has(name))
-        if (!inChannel) bucket.notes.push(`not every agent joined #${CHANNEL} through /api/spawn channels; throughput used DMs only`)
+        if (!inChannel) bucket.notes.push(`not every agent is a member of #${CHANNEL}; throughput used DMs only`)
         log(`${kind}: throughput, ${names.length} agents, ${inChannel ? `#${CHANNEL} + DMs` : "DMs only"}`)
         await attempt(bucket, "throughput", () =>
           runThroughput({ fleet, engine, sender, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, log })
@@ -228,13 +230,13 @@ const run = async () => {
     }
     const needsBrokers = WORKLOADS.some((w) => w !== "micro" && wants(w))
     if (needsBrokers) {
-      upstreamInfo = flag("--no-upstream")
+      upstreamInfo = flag("--no-upstream") || !brokers.includes("upstream")
         ? { reason: "--no-upstream" }
         : await ensureUpstream({ root, explicit: option("--upstream-bin"), installTimeoutMs: settings.installTimeoutMs })
       if (upstreamInfo.reason) log(`upstream: n/a (${upstreamInfo.reason})`)
       else log(`upstream: ${upstreamInfo.version} at ${upstreamInfo.binary}`)
-      us = await runKind("us", { runDir })
-      if (upstreamInfo.binary) upstream = await runKind("upstream", { binary: upstreamInfo.binary, runDir })
+      if (brokers.includes("us")) us = await runKind("us", { runDir })
+      if (upstreamInfo.binary && brokers.includes("upstream")) upstream = await runKind("upstream", { binary: upstreamInfo.binary, runDir })
     }
   } finally {
     await stopAll()

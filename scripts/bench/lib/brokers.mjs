@@ -9,6 +9,9 @@ import { treeMemory } from "./proctree.mjs"
 
 const LISTENING = /API listening on (https?:\/\/\S+)/
 
+/** A sink agent itself: Node running sink-agent.mjs (upstream's wrapper has the same words in its arguments). */
+const isSinkAgent = (p) => /(^|\/)node(\.exe)?$/.test(p.argv[0] ?? "") && (p.argv[1] ?? "").endsWith("sink-agent.mjs")
+
 /** The environment without any relay setting of the caller's own, so that only ours apply. */
 const cleanEnv = () =>
   Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(RELAY_|RELAYCAST_|AGENT_RELAY_)/.test(key)))
@@ -137,7 +140,7 @@ const makeHandle = (kind, { proc, url, apiKey, name, stateDir, listeningAt, onli
     },
     release: (agentName) => request("DELETE", `${url}/api/spawned/${encodeURIComponent(agentName)}`, { headers }),
     /** Broker RSS, agent (sink) RSS and other helper processes (upstream's per-agent wrappers). */
-    memory: () => treeMemory(proc.pid, (cmd) => cmd.includes("sink-agent.mjs")),
+    memory: () => treeMemory(proc.pid, isSinkAgent),
     stop: () => proc.stop(5000)
   }
 }

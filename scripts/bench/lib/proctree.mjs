@@ -5,13 +5,13 @@ import { existsSync, readdirSync, readFileSync } from "node:fs"
 
 const hasProc = existsSync("/proc/self/stat")
 
-/** [{pid, ppid, rssKb, cmd}] for every process we can see. */
+/** [{pid, ppid, rssKb, cmd, argv}] for every process we can see (`argv` is approximate with `ps`). */
 export const listProcesses = () => {
   if (!hasProc) {
     const text = execFileSync("ps", ["-A", "-o", "pid=,ppid=,rss=,command="], { encoding: "utf8" })
     return text.split("\n").filter(Boolean).map((line) => {
       const [pid, ppid, rss, ...cmd] = line.trim().split(/\s+/)
-      return { pid: Number(pid), ppid: Number(ppid), rssKb: Number(rss), cmd: cmd.join(" ") }
+      return { pid: Number(pid), ppid: Number(ppid), rssKb: Number(rss), cmd: cmd.join(" "), argv: cmd }
     })
   }
   const processes = []
@@ -23,8 +23,8 @@ export const listProcesses = () => {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
       const status = readFileSync(`/proc/${entry}/status`, "utf8")
       const rss = /VmRSS:\s+(\d+)/.exec(status)
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim()
-      processes.push({ pid: Number(entry), ppid: Number(fields[1]), rssKb: rss ? Number(rss[1]) : 0, cmd })
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean)
+      processes.push({ pid: Number(entry), ppid: Number(fields[1]), rssKb: rss ? Number(rss[1]) : 0, cmd: argv.join(" "), argv })
     } catch {
       // The process ended while we read it.
     }
@@ -52,13 +52,13 @@ export const processTree = (pid, processes = listProcesses()) => {
   return out
 }
 
-/** Resident memory in MB: the root process, its agent processes (command matches `isAgent`), and every other descendant. */
+/** Resident memory in MB: the root process, its agent processes (`isAgent(process)`), and every other descendant. */
 export const treeMemory = (pid, isAgent) => {
   const tree = processTree(pid)
   const mb = (list) => list.reduce((sum, p) => sum + p.rssKb, 0) / 1024
   const [root, ...rest] = tree
-  const agents = rest.filter((p) => isAgent(p.cmd))
-  const others = rest.filter((p) => !isAgent(p.cmd))
+  const agents = rest.filter((p) => isAgent(p))
+  const others = rest.filter((p) => !isAgent(p))
   return {
     selfMb: root ? root.rssKb / 1024 : undefined,
     agentsMb: mb(agents),
