@@ -73,6 +73,7 @@ const makeHarness = (options: { readonly gate?: Deferred.Deferred<void> } = {}) 
       deliveries: Stream.empty,
       invocations: Stream.fromQueue(invocations),
       inbound: Stream.empty,
+      undecodableDeliveries: Stream.empty,
       status: Effect.die("not used")
     })
     const deps = Layer.mergeAll(Layer.succeed(AgentRegistry, registry), Layer.succeed(NodeControl, node))

@@ -1,0 +1,99 @@
+import { HttpRouter } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Clock, Context, Effect, Layer, Ref } from "effect"
+import { createServer } from "node:http"
+import type { AgentRegistry } from "./AgentRegistry.js"
+import { BrokerConfig } from "./BrokerConfig.js"
+import { ListenFailed } from "./errors.js"
+import type { EventLog } from "./EventLog.js"
+import { agentRoutes, type TerminalSizes } from "./http/agentRoutes.js"
+import { requireApiKey } from "./http/auth.js"
+import { brokerRoutes } from "./http/brokerRoutes.js"
+import { eventsRoute } from "./http/eventsRoute.js"
+import { failure } from "./http/responses.js"
+import type { Shutdown } from "./http/Shutdown.js"
+import type { NodeControl } from "./NodeControl.js"
+import type { TokenStore } from "./TokenStore.js"
+
+// The broker's local control API (HTTP + the `/ws` event stream), upstream-compatible for the
+// routes real clients use (see shared/reference/control-api.md). Every route but `/health` needs
+// the broker API key. It listens for the lifetime of the layer.
+
+export class ControlApi extends Context.Tag("relay-broker/ControlApi")<ControlApi, {
+  /** `http://<bind>:<port>`, as printed on the listening line and written to connection.json. */
+  readonly url: string
+  readonly host: string
+  /** The bound port (the real one when the configured port is 0). */
+  readonly port: number
+}>() {}
+
+/** The services the routes use. Deliveries and DeadLetters are read when present, not required. */
+export type ControlApiDeps = BrokerConfig | AgentRegistry | EventLog | NodeControl | TokenStore | Shutdown
+
+/** All the API's routes, unauthenticated (the key check wraps the whole app). */
+export const router = (state: {
+  readonly startedAt: number
+  readonly sizes: TerminalSizes
+  readonly eventSockets: Ref.Ref<number>
+}) =>
+  HttpRouter.concatAll(
+    brokerRoutes({ startedAt: state.startedAt, eventSockets: state.eventSockets }),
+    agentRoutes(state.sizes),
+    HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets)))
+    // MOUNT POINT (deliveries engineer): add their exported `deliveryRoutes` router here once
+    // src/broker/http/deliveryRoutes.ts exists; it is served behind the same key check.
+  )
+
+export const formatUrl = (host: string, port: number): string =>
+  host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`
+
+const listenFailed = (address: string, cause: unknown) => {
+  const error = cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+  const detail = error?.code === "EADDRINUSE"
+    ? "the address is already in use"
+    : error?.code === "EADDRNOTAVAIL"
+    ? "the address is not available on this machine"
+    : error?.code === "EACCES"
+    ? "permission denied"
+    : typeof error?.message === "string"
+    ? error.message
+    : String(cause)
+  return new ListenFailed({ address, detail })
+}
+
+export const make = Effect.gen(function*() {
+  const config = yield* BrokerConfig
+  const context = yield* Effect.context<ControlApiDeps>()
+  const state = {
+    startedAt: yield* Clock.currentTimeMillis,
+    sizes: yield* Ref.make<ReadonlyMap<string, { readonly rows: number; readonly cols: number }>>(new Map()),
+    eventSockets: yield* Ref.make(0)
+  }
+  const routes = yield* HttpRouter.toHttpApp(router(state))
+  const app = routes.pipe(
+    Effect.catchTag("RouteNotFound", () =>
+      Effect.succeed(failure(404, "not_found", "no such route"))),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.logError("control API request failed", Cause.pretty(cause)).pipe(
+          Effect.as(failure(500, "internal_error", "internal error"))
+        )
+    ),
+    requireApiKey(config.brokerApiKey),
+    Effect.provide(context),
+    Effect.annotateLogs({ module: "ControlApi" })
+  )
+  const address = `${config.apiBind}:${config.apiPort}`
+  const server = yield* NodeHttpServer.make(() => createServer(), { host: config.apiBind, port: config.apiPort }).pipe(
+    Effect.mapError((error) => listenFailed(address, error.cause))
+  )
+  yield* server.serve(app)
+  const port = server.address._tag === "TcpAddress" ? server.address.port : config.apiPort
+  const url = formatUrl(config.apiBind, port)
+  yield* Effect.logInfo("control API listening").pipe(Effect.annotateLogs({ url }))
+  return ControlApi.of({ url, host: config.apiBind, port })
+})
+
+/** Listens until the layer's scope closes; fails with ListenFailed when the address cannot be bound. */
+export const layer: Layer.Layer<ControlApi, ListenFailed, ControlApiDeps> = Layer.scoped(ControlApi, make)

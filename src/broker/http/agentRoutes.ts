@@ -1,0 +1,162 @@
+import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { Clock, Effect, Ref, Schema } from "effect"
+import { type AgentInfo, AgentRegistry, type SpawnSpec } from "../AgentRegistry.js"
+import type { PtyClosed } from "../errors.js"
+import { InputBody, ResizeBody, SnapshotFormat, SpawnBody } from "./bodies.js"
+import { agentNotFound, BadRequest, badRequest, decodeBody, failure, json, queryParam } from "./responses.js"
+
+// The agent routes of the control API: spawn, list, release, raw input, resize, snapshot.
+
+/** The terminal size of each agent as last set through the API (PtyHost starts terminals at 80×24). */
+export type TerminalSizes = Ref.Ref<ReadonlyMap<string, { readonly rows: number; readonly cols: number }>>
+
+const defaultSize = { rows: 24, cols: 80 } as const
+
+/** An agent that produced output or took input this recently counts as working rather than idle. */
+const workingWindowMs = 10_000
+
+const nameParam = Effect.map(HttpRouter.params, (params) => params["name"] ?? "")
+
+const spawnSpecOf = (body: SpawnBody): SpawnSpec => ({
+  name: body.name,
+  // Upstream's default harness.
+  cli: body.cli ?? "claude",
+  ...(body.args == null ? {} : { args: body.args }),
+  ...(body.cwd == null ? {} : { cwd: body.cwd }),
+  ...(body.task == null ? {} : { task: body.task }),
+  ...(body.channels == null ? {} : { channels: body.channels }),
+  ...(body.model == null ? {} : { model: body.model }),
+  ...(body.env == null ? {} : { env: body.env })
+})
+
+const spawn = Effect.gen(function*() {
+  const body = yield* decodeBody(SpawnBody)
+  const registry = yield* AgentRegistry
+  const spec = spawnSpecOf(body)
+  const agent = yield* registry.spawn(spec).pipe(
+    Effect.catchTags({
+      InvalidAgentName: (error) => Effect.fail(failure(400, "invalid_agent_name", error.message, { name: spec.name })),
+      NameTaken: (error) => Effect.fail(failure(409, "name_taken", error.message, { name: spec.name })),
+      BindFailed: (error) => Effect.fail(failure(500, "bind_failed", error.message, { name: spec.name })),
+      SpawnFailed: (error) => Effect.fail(failure(500, "spawn_failed", error.message, { name: spec.name }))
+    })
+  )
+  return json({
+    success: true,
+    name: agent.name,
+    agent_id: agent.agentId,
+    runtime: "pty",
+    cli: agent.cli,
+    model: spec.model ?? null,
+    sessionId: null,
+    pid: agent.pid,
+    pre_registered: true,
+    warning: agent.warning ?? null
+  })
+}).pipe(
+  Effect.catchTag("BadRequest", (error) => Effect.succeed(badRequest(error))),
+  Effect.merge
+)
+
+const agentView = (agent: AgentInfo, now: number) => ({
+  name: agent.name,
+  agent_id: agent.agentId,
+  runtime: "pty",
+  provider: agent.cli,
+  cli: agent.cli,
+  args: agent.args,
+  cwd: agent.cwd,
+  model: null,
+  sessionId: null,
+  team: null,
+  channels: [],
+  parent: null,
+  pid: agent.pid,
+  workerPid: agent.pid,
+  status: agent.status,
+  started_at: new Date(agent.startedAt).toISOString(),
+  last_activity_ms: agent.lastActivityAt,
+  last_activity_at: new Date(agent.lastActivityAt).toISOString(),
+  context_budget_pct: null,
+  current_state: agent.status === "running" && now - agent.lastActivityAt < workingWindowMs ? "working" : "idle"
+})
+
+/** Every live agent in the shape of `GET /api/spawned`; also used by `/api/status`. */
+export const agentViews = Effect.gen(function*() {
+  const registry = yield* AgentRegistry
+  const agents = yield* registry.list
+  const now = yield* Clock.currentTimeMillis
+  return agents.map((agent) => agentView(agent, now))
+})
+
+const list = Effect.map(agentViews, (agents) => json({ agents }))
+
+const release = Effect.gen(function*() {
+  const name = yield* nameParam
+  const registry = yield* AgentRegistry
+  return yield* registry.release(name).pipe(
+    Effect.as(json({ success: true, name })),
+    Effect.catchTag("UnknownWorker", () => Effect.succeed(agentNotFound(name)))
+  )
+})
+
+/** The live agent's terminal, or the 404 to answer. */
+const terminalOf = (name: string) =>
+  AgentRegistry.pipe(
+    Effect.flatMap((registry) => registry.lookup(name)),
+    Effect.mapError(() => agentNotFound(name))
+  )
+
+const closed = (name: string) => (error: PtyClosed) =>
+  Effect.fail(failure(409, "agent_exited", `${name}: ${error.message}`, { name }))
+
+const input = Effect.gen(function*() {
+  const name = yield* nameParam
+  const agent = yield* terminalOf(name)
+  const body = yield* decodeBody(InputBody).pipe(Effect.mapError(badRequest))
+  yield* agent.pty.write(body.data).pipe(Effect.catchTag("PtyClosed", closed(name)))
+  return json({ name, bytes_written: Buffer.byteLength(body.data, "utf8") })
+}).pipe(Effect.merge)
+
+const resize = (sizes: TerminalSizes) =>
+  Effect.gen(function*() {
+    const name = yield* nameParam
+    const agent = yield* terminalOf(name)
+    const body = yield* decodeBody(ResizeBody).pipe(Effect.mapError(badRequest))
+    yield* agent.pty.resize(body.cols, body.rows).pipe(Effect.catchTag("PtyClosed", closed(name)))
+    yield* Ref.update(sizes, (current) => new Map(current).set(name, { rows: body.rows, cols: body.cols }))
+    return json({ success: true, name, rows: body.rows, cols: body.cols })
+  }).pipe(Effect.merge)
+
+const snapshot = (sizes: TerminalSizes) =>
+  Effect.gen(function*() {
+    const name = yield* nameParam
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const format = yield* Schema.decodeUnknown(SnapshotFormat)(queryParam(request.url, "format") ?? "plain").pipe(
+      Effect.mapError(() => badRequest(new BadRequest({ message: "format: expected \"plain\" or \"ansi\"" })))
+    )
+    const agent = yield* terminalOf(name)
+    const { cols, rows } = (yield* Ref.get(sizes)).get(name) ?? defaultSize
+    const screen = yield* agent.pty.snapshot
+    const lines = screen.split("\n")
+    const cursor = [Math.min(lines.length - 1, rows - 1), (lines[lines.length - 1] ?? "").length]
+    return json({
+      name,
+      format,
+      rows,
+      cols,
+      cursor,
+      // The buffer holds plain text only; as `ansi` it is the same text (valid ANSI), base64 as upstream sends it.
+      screen: format === "ansi" ? Buffer.from(screen, "utf8").toString("base64") : screen
+    })
+  }).pipe(Effect.merge)
+
+export const agentRoutes = (sizes: TerminalSizes) =>
+  HttpRouter.empty.pipe(
+    HttpRouter.post("/api/spawn", spawn),
+    HttpRouter.get("/api/spawned", list),
+    HttpRouter.del("/api/spawned/:name", release),
+    HttpRouter.get("/api/spawned/:name/snapshot", snapshot(sizes)),
+    HttpRouter.post("/api/input/:name", input),
+    HttpRouter.post("/api/resize/:name", resize(sizes))
+  )
