@@ -12,12 +12,20 @@ const pendingOf = (agent: unknown, queued: ReadonlyMap<string, number> | undefin
   return String(queued.get(text(pick(agent, "name"), "")) ?? 0)
 }
 
-/** Pending deliveries per agent from `/api/status`, for daemons whose agent rows do not carry the count. */
-const queuedPerAgent = (status: unknown): ReadonlyMap<string, number> => {
+/**
+ * Pending deliveries per agent, for daemons whose agent rows do not carry the count: the local queue
+ * of `/api/status` plus the node deliveries held behind a gap in `/api/node-delivery`.
+ */
+export const queuedPerAgent = (status: unknown, nodeDelivery: unknown): ReadonlyMap<string, number> => {
   const counts = new Map<string, number>()
+  const add = (name: string, count: number) => {
+    if (name !== "") counts.set(name, (counts.get(name) ?? 0) + count)
+  }
   for (const delivery of list(pick(status, "pending_deliveries"))) {
-    const name = text(pick(delivery, "worker_name", "agent", "name", "to"), "")
-    if (name !== "") counts.set(name, (counts.get(name) ?? 0) + 1)
+    add(text(pick(delivery, "worker_name", "agent", "name", "to"), ""), 1)
+  }
+  for (const agent of list(pick(nodeDelivery, "agents"))) {
+    add(text(pick(agent, "agent", "name"), ""), list(pick(agent, "held")).length)
   }
   return counts
 }
@@ -52,9 +60,15 @@ export const command = Command.make(
       const needsQueue = list(pick(spawned, "agents")).some((agent) =>
         pick(agent, "pending_messages", "pending_deliveries", "pendingDeliveries", "pending") === undefined
       )
-      const queued = needsQueue
-        ? Option.getOrUndefined(yield* Effect.option(Effect.map(daemon.call("GET", "/api/status"), queuedPerAgent)))
-        : undefined
+      const [status, nodeDelivery] = needsQueue
+        ? yield* Effect.all([
+          Effect.option(daemon.call("GET", "/api/status")),
+          Effect.option(daemon.call("GET", "/api/node-delivery"))
+        ], { concurrency: "unbounded" })
+        : [Option.none(), Option.none()]
+      const queued = Option.isNone(status) && Option.isNone(nodeDelivery)
+        ? undefined
+        : queuedPerAgent(Option.getOrUndefined(status), Option.getOrUndefined(nodeDelivery))
       yield* Console.log(render(spawned, queued))
     }).pipe(reported("agents"))
 ).pipe(Command.withDescription("List the live agents: name, cli, pid, status, last activity, pending deliveries"))

@@ -7,21 +7,27 @@ import { ago, fields, json, list, numberOr, pick, record, text } from "./format.
 // `/api/status`, `/api/node-delivery` and `/api/dead-letters` in one readable page. The daemon's
 // field names are read tolerantly (snake_case or camelCase, nested or flat).
 
-const nodeLine = (node: unknown, status: unknown, now: number): string => {
-  const source = pick(node, "node", "connection") ?? node
-  const connected = pick(source, "connected", "nodeConnected", "node_connected") ?? pick(status, "node_connected", "nodeConnected")
-  if (connected === undefined) return "unknown"
-  const since = pick(source, "since", "connected_since", "connectedSince")
+/** The node-connection record: in `/api/node-delivery` (`node`, or flat), else `/api/status`'s `node`. */
+const nodeOf = (nodeDelivery: unknown, status: unknown): unknown => {
+  const nested = pick(nodeDelivery, "node", "connection")
+  if (nested !== undefined) return nested
+  if (pick(nodeDelivery, "connected") !== undefined) return nodeDelivery
+  return pick(status, "node") ?? { connected: pick(status, "node_connected", "nodeConnected") }
+}
+
+const nodeLine = (node: unknown, now: number): string => {
+  const connected = pick(node, "connected")
+  if (typeof connected !== "boolean") return "unknown"
+  const since = pick(node, "since", "connected_since", "connectedSince")
   const sinceText = typeof since === "number" || typeof since === "string" ? ` since ${new Date(since).toISOString()} (${ago(since, now)})` : ""
-  const reconnects = numberOr(pick(source, "reconnects", "reconnect_count"), 0)
-  const lastError = text(pick(source, "lastError", "last_error"), "none")
-  return `${connected === true ? "connected" : "disconnected"}${sinceText} · ${reconnects} reconnects · last error: ${lastError}`
+  const reconnects = numberOr(pick(node, "reconnects", "reconnect_count"), 0)
+  const lastError = text(pick(node, "lastError", "last_error"), "none")
+  return `${connected ? "connected" : "disconnected"}${sinceText} · ${reconnects} reconnects · last error: ${lastError}`
 }
 
 const identityLine = (node: unknown): string | undefined => {
-  const source = pick(node, "node", "connection") ?? node
-  const id = pick(source, "nodeId", "node_id")
-  const name = pick(source, "nodeName", "node_name")
+  const id = pick(node, "nodeId", "node_id")
+  const name = pick(node, "nodeName", "node_name")
   return id === undefined && name === undefined ? undefined : `${text(name)} (${text(id)})`
 }
 
@@ -33,19 +39,25 @@ const agentsLine = (status: unknown): string => {
 }
 
 const deadLettersOf = (answer: unknown): ReadonlyArray<unknown> =>
-  Array.isArray(answer) ? answer : list(pick(answer, "dead_letters", "deadLetters", "items", "letters"))
+  Array.isArray(answer) ? answer : list(pick(answer, "dead_letters", "deadLetters", "entries", "items", "letters"))
 
 const deadLetterLine = (letter: unknown): string =>
-  `${text(pick(letter, "id", "dead_letter_id"))}  to ${text(pick(letter, "agent", "worker_name", "to", "name"))}  ${text(pick(letter, "reason", "last_error", "error"))}`
+  `${text(pick(letter, "id", "dead_letter_id"))}  to ${text(pick(letter, "agent", "worker_name", "to", "name"))}  ` +
+  `${text(pick(letter, "reason"))}${pick(letter, "detail") !== undefined ? `: ${text(pick(letter, "detail"))}` : ""}`
 
-/** Every counter the node-delivery answer carries: numbers at the top, or under `counters`/`deliveries`/`stats`. */
-const countersLine = (node: unknown): string => {
-  const skip = new Set(["since", "reconnects", "remints", "reconnect_count"])
-  const groups = [pick(node, "counters"), pick(node, "deliveries"), pick(node, "stats"), node]
-  const counters = groups.flatMap((group) =>
-    Object.entries(record(group)).filter((entry): entry is [string, number] => typeof entry[1] === "number" && !skip.has(entry[0]))
-  )
-  return counters.length === 0 ? "-" : counters.map(([key, value]) => `${key} ${value}`).join(" · ")
+/** Delivery counters summed over the agents of `/api/node-delivery` (`agents[].counts`), or its own totals. */
+const countersOf = (nodeDelivery: unknown): ReadonlyArray<readonly [string, number]> => {
+  const groups = [
+    ...list(pick(nodeDelivery, "agents")).map((agent) => pick(agent, "counts", "counters")),
+    pick(nodeDelivery, "counts", "counters", "totals")
+  ]
+  const totals = new Map<string, number>()
+  for (const group of groups) {
+    for (const [key, value] of Object.entries(record(group))) {
+      if (typeof value === "number") totals.set(key, (totals.get(key) ?? 0) + value)
+    }
+  }
+  return [...totals]
 }
 
 export const render = (
@@ -53,15 +65,18 @@ export const render = (
   now = Date.now()
 ): string => {
   const letters = answers.deadLetters === undefined ? undefined : deadLettersOf(answers.deadLetters)
-  const identity = identityLine(answers.nodeDelivery)
+  const deadCount = letters?.length ?? pick(answers.status, "dead_letter_count", "deadLetterCount")
+  const node = nodeOf(answers.nodeDelivery, answers.status)
+  const identity = identityLine(node)
+  const counters = countersOf(answers.nodeDelivery)
   const entries: Array<readonly [string, string]> = [
-    ["node", nodeLine(answers.nodeDelivery, answers.status, now)],
+    ["node", nodeLine(node, now)],
     ...(identity !== undefined ? [["", identity] as const] : []),
     ["agents", agentsLine(answers.status)],
     ["pending", String(numberOr(pick(answers.status, "pending_delivery_count", "pendingDeliveryCount"), list(pick(answers.status, "pending_deliveries")).length))],
-    ["dead letters", letters === undefined ? "-" : String(letters.length)],
+    ["dead letters", text(deadCount)],
     ...(letters ?? []).slice(0, 20).map((letter) => ["", `- ${deadLetterLine(letter)}`] as const),
-    ["deliveries", countersLine(answers.nodeDelivery)]
+    ["deliveries", counters.length === 0 ? "-" : counters.map(([key, value]) => `${key} ${value}`).join(" · ")]
   ]
   return fields(entries)
 }
