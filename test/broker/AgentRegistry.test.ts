@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Redacted, Schedule, Scope, Stream } from "effect"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as Os from "node:os"
+import { fileURLToPath } from "node:url"
 import { AgentRegistry, layerWith as registryLayerWith } from "../../src/broker/AgentRegistry.js"
 import * as AgentRoster from "../../src/broker/AgentRoster.js"
 import { BrokerConfig } from "../../src/broker/BrokerConfig.js"
@@ -31,6 +34,8 @@ interface Behaviour {
   readonly nodeRegisterFails?: boolean
   /** The HTTP fallback: "ok", the agent already exists (409, then rotate), or everything fails. */
   readonly http?: "ok" | "exists" | "fails"
+  /** The engine URL the agents get as RELAY_BASE_URL. */
+  readonly baseUrl?: string
 }
 
 const secretEnv = {
@@ -55,7 +60,7 @@ const stub = <S extends object>(members: Partial<S>): S =>
 
 const testLayer = (rec: Recorder, behaviour: Behaviour = {}) => {
   const config = Layer.succeed(BrokerConfig, {
-    baseUrl: "http://127.0.0.1:9",
+    baseUrl: behaviour.baseUrl ?? "http://127.0.0.1:9",
     workspaceKey: Redacted.make("rk_live_workspace"),
     nodeToken: undefined,
     nodeName: "test-node",
@@ -155,6 +160,29 @@ const nextEvent = (kind: string, predicate: (event: EventLog.BrokerEvent) => boo
       `event ${kind}`
     )
   })
+
+/** A stand-in for the engine's `POST /v1/dm`, recording what it was sent. */
+const dmServer = Effect.acquireRelease(
+  Effect.async<{ readonly url: string; readonly dms: Array<{ auth: string | undefined; body: unknown }>; readonly server: Http.Server }>(
+    (resume) => {
+      const dms: Array<{ auth: string | undefined; body: unknown }> = []
+      const server = Http.createServer((req, res) => {
+        let raw = ""
+        req.on("data", (chunk: Buffer) => (raw += chunk.toString("utf8")))
+        req.on("end", () => {
+          if (req.method === "POST" && req.url === "/v1/dm") dms.push({ auth: req.headers.authorization, body: JSON.parse(raw) })
+          res.writeHead(201, { "content-type": "application/json" })
+          res.end(JSON.stringify({ ok: true, data: { id: "m1" } }))
+        })
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dms, server })))
+    }
+  ),
+  ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+)
+
+const echoAgent = fileURLToPath(new URL("../../scripts/echo-agent.mjs", import.meta.url))
 
 describe("AgentRegistry", () => {
   it.scopedLive("spawn binds over node control, starts the pty with the agent env and no broker secrets", () => {
@@ -373,6 +401,34 @@ describe("AgentRegistry", () => {
       yield* Scope.close(scope, Exit.void)
       assert.isFalse(isAlive(a.pid))
       assert.isFalse(isAlive(b.pid))
+    })
+  })
+
+  it.scopedLive("echo-agent reads a relay message (after a reminder block) and DMs pong to its sender", () => {
+    const rec = recorder()
+    return Effect.gen(function*() {
+      const engine = yield* dmServer
+      return yield* Effect.gen(function*() {
+        const registry = yield* AgentRegistry
+        yield* registry.spawn({ name: "echo", cli: "node", args: [echoAgent] })
+        const agent = yield* registry.lookup("echo")
+        yield* waitForScreen(agent.pty, (text) => text.includes("ready as echo"))
+        const message = [
+          "<system-reminder>",
+          "Agent Relay MCP tools are available for replies.",
+          "- For direct replies to \"alice\", use mcp__agent-relay__send_dm (to: \"alice\").",
+          "</system-reminder>",
+          "Relay message from alice [ws_1 / msg_1]: can you ping me?"
+        ].join("\n")
+        yield* agent.pty.inject(message, { input: agent.injectMode, steer: false })
+        const screen = yield* waitForScreen(agent.pty, (text) => text.includes("sent pong to alice"))
+        assert.include(screen, "read: Relay message from alice [ws_1 / msg_1]: can you ping me?")
+        assert.deepStrictEqual(engine.dms, [{ auth: "Bearer at_live_echo", body: { to: "alice", text: "pong" } }])
+        // A plain line is echoed; without "ping" nothing is sent.
+        yield* agent.pty.inject("just saying hi", { input: agent.injectMode, steer: false })
+        yield* waitForScreen(agent.pty, (text) => text.includes("read: just saying hi"))
+        assert.strictEqual(engine.dms.length, 1)
+      }).pipe(Effect.provide(testLayer(rec, { baseUrl: engine.url })))
     })
   })
 })
