@@ -1,9 +1,12 @@
 import { FetchHttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Redacted } from "effect"
+import { Effect, Redacted, type Scope } from "effect"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { EngineClient, makeWith, redactSecrets } from "../../src/broker/EngineClient.js"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { type Credential, EngineClient, makeWith, redactSecrets } from "../../src/broker/EngineClient.js"
 
 // A tiny stand-in for the engine's HTTP slice: records requests, answers from a route table.
 interface Seen {
@@ -169,4 +172,76 @@ describe("EngineClient", () => {
   it("the tag key follows the house naming", () => {
     assert.strictEqual(EngineClient.key, "relay-broker/EngineClient")
   })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Against the embedded engine, when it is there (it is built in parallel; the module is loaded by a
+// computed path so that this file type-checks without it).
+
+interface EmbeddedEngineModule {
+  readonly EmbeddedEngine?: {
+    readonly start: (options: { readonly dataDir: string }) => Effect.Effect<{ readonly url: string }, unknown, Scope.Scope>
+  }
+}
+const engineModulePath = "../../src/engine/index.js"
+const engineModule: EmbeddedEngineModule | undefined = await import(/* @vite-ignore */ engineModulePath).catch(
+  () => undefined
+)
+const EmbeddedEngine = engineModule?.EmbeddedEngine
+
+const startEngine = Effect.gen(function*() {
+  const dataDir = yield* Effect.acquireRelease(
+    Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "engine-client-"))),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  return yield* EmbeddedEngine!.start({ dataDir })
+})
+
+/** `POST /v1/nodes` is the node's business (TokenStore), not the EngineClient's: a raw call here. */
+const createNode = (url: string, key: Credential, name: string) =>
+  Effect.promise(() =>
+    fetch(`${url}/v1/nodes`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${Redacted.value(key)}` },
+      body: JSON.stringify({ name, kind: "ws", role: "broker" })
+    }).then((response) => response.status)
+  )
+
+describe.skipIf(EmbeddedEngine === undefined)("EngineClient against the embedded engine", () => {
+  it.scopedLive("workspace, agents (409 then rotate), node binding, DM, channel post and thread reply", () =>
+    Effect.gen(function*() {
+      const engine = yield* startEngine
+      const client = yield* clientFor(engine.url)
+      const workspace = yield* client.createWorkspace("engine-client-test")
+      assert.match(Redacted.value(workspace.apiKey), /^rk_/)
+      const info = yield* client.getWorkspace(workspace.apiKey)
+      assert.strictEqual(info.id, workspace.workspaceId)
+      assert.strictEqual(info.name, "engine-client-test")
+
+      const alice = yield* client.createAgent(workspace.apiKey, { name: "alice", type: "agent" })
+      const bob = yield* client.createAgent(workspace.apiKey, { name: "bob", type: "agent" })
+      assert.match(Redacted.value(alice.token), /^at_/)
+      const duplicate = yield* Effect.flip(client.createAgent(workspace.apiKey, { name: "alice", type: "agent" }))
+      assert.strictEqual(duplicate.status, 409)
+      assert.strictEqual(duplicate.code, "agent_already_exists")
+      assert.notInclude(duplicate.message, Redacted.value(workspace.apiKey))
+      const rotated = yield* client.rotateAgentToken(workspace.apiKey, "alice")
+      assert.strictEqual(rotated.id, alice.id)
+      assert.notStrictEqual(Redacted.value(rotated.token), Redacted.value(alice.token))
+
+      assert.strictEqual(yield* createNode(engine.url, workspace.apiKey, "node-a"), 201)
+      yield* client.bindAgentToNode(workspace.apiKey, "node-a", "bob")
+      const noNode = yield* Effect.flip(client.bindAgentToNode(workspace.apiKey, "no-such-node", "bob"))
+      assert.strictEqual(noNode.status, 404)
+
+      const dm = yield* client.sendDm(rotated.token, { to: "bob", text: "ping" })
+      assert.isString(dm.id)
+      const unknown = yield* Effect.flip(client.sendDm(rotated.token, { to: "nobody", text: "ping" }))
+      assert.strictEqual(unknown.status, 404)
+      const post = yield* client.postToChannel(bob.token, { channel: "#general", text: "hello" })
+      const reply = yield* client.replyInThread(rotated.token, { threadId: post.id, text: "hi back" })
+      assert.notStrictEqual(reply.id, post.id)
+      const refused = yield* Effect.flip(client.sendDm(alice.token, { to: "bob", text: "old token" }))
+      assert.strictEqual(refused.status, 401)
+    }))
 })
