@@ -1,0 +1,45 @@
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { HttpApp } from "@effect/platform"
+import { Context, Effect, Layer, Option } from "effect"
+import { Dispatcher } from "./Dispatcher.js"
+import { EngineConfig } from "./EngineConfig.js"
+import { EngineStore } from "./EngineStore.js"
+import * as AgentRoutes from "./http/agents.js"
+import * as ChannelRoutes from "./http/channels.js"
+import * as MessageRoutes from "./http/messages.js"
+import * as NodeRoutes from "./http/nodes.js"
+import { errorResponse } from "./http/support.js"
+import * as WorkspaceRoutes from "./http/workspaces.js"
+
+export const engineVersion = "5.0.7-embedded"
+
+const maxBodyBytes = 1024 * 1024
+
+/** The `/v1` HTTP API (spec §2) as one HttpApp with its services provided. */
+export class EngineHttp extends Context.Tag("relay-broker/engine/EngineHttp")<EngineHttp, {
+  readonly app: HttpApp.Default
+}>() {}
+
+const health = Effect.succeed(HttpServerResponse.unsafeJson({ ok: true, version: engineVersion, build: "relay-broker" }))
+
+export const router = HttpRouter.empty.pipe(
+  HttpRouter.get("/health", health),
+  HttpRouter.concat(WorkspaceRoutes.routes),
+  HttpRouter.concat(AgentRoutes.routes),
+  HttpRouter.concat(NodeRoutes.routes),
+  HttpRouter.concat(ChannelRoutes.routes),
+  HttpRouter.concat(MessageRoutes.routes)
+)
+
+export const make = Effect.gen(function*() {
+  const context = yield* Effect.context<EngineStore | Dispatcher | EngineConfig>()
+  const app: HttpApp.Default = router.pipe(
+    Effect.catchTag("RouteNotFound", () => Effect.succeed(errorResponse(404, "not_found", "Route not found"))),
+    Effect.catchAllCause(() => Effect.succeed(errorResponse(500, "internal_error", "Internal server error"))),
+    HttpServerRequest.withMaxBodySize(Option.some(maxBodyBytes)),
+    Effect.provide(context)
+  )
+  return EngineHttp.of({ app })
+})
+
+export const layer: Layer.Layer<EngineHttp, never, EngineStore | Dispatcher | EngineConfig> = Layer.effect(EngineHttp, make)

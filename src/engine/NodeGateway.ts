@@ -1,0 +1,194 @@
+import { Cause, Context, Effect, Either, Exit, FiberSet, Layer, Option, Queue } from "effect"
+import type { IncomingMessage } from "node:http"
+import type { Duplex } from "node:stream"
+import { type WebSocket, WebSocketServer } from "ws"
+import type { Json } from "../wire/Json.js"
+import { decodeNodeFrame, type NodeToServer } from "../wire/index.js"
+import { Dispatcher } from "./Dispatcher.js"
+import { EngineConfig } from "./EngineConfig.js"
+import type { EngineError } from "./EngineError.js"
+import { EngineStore } from "./EngineStore.js"
+import { sha256Hex, snowflake } from "./ids.js"
+import * as Control from "./nodeControl.js"
+import { type NodeSession, NodeSockets } from "./NodeSockets.js"
+import type { NodeRow } from "./rows.js"
+
+/**
+ * The `/v1/node/ws` endpoint: authenticates the upgrade with the node token (a plain HTTP 401 when
+ * it is missing or unknown), then runs one session per socket whose frames are handled strictly in
+ * order, each under the engine lock (spec §1.3, §3).
+ */
+export class NodeGateway extends Context.Tag("relay-broker/engine/NodeGateway")<NodeGateway, {
+  /** The HTTP server's `upgrade` listener. */
+  readonly handleUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+  /** Drops every node socket (engine shutdown). */
+  readonly closeAll: Effect.Effect<void>
+}>() {}
+
+const maxFrameBytes = 4 * 1024 * 1024
+
+/** `?token=` (non-empty) wins over `Authorization: Bearer` (case-insensitive here, spec §1.3). */
+export const upgradeToken = (request: IncomingMessage, url: URL): string | undefined => {
+  const query = url.searchParams.get("token")
+  if (query !== null && query !== "") return query
+  const header = request.headers["authorization"]
+  const match = typeof header === "string" ? /^bearer\s+(.+)$/i.exec(header.trim()) : null
+  return match?.[1]?.trim() || undefined
+}
+
+const rejectUpgrade = (socket: Duplex, status: string) => {
+  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`)
+  socket.destroy()
+}
+
+/** What a handled frame asks the session to do: reply, then maybe more (replay). */
+interface Outcome<R> {
+  readonly reply?: Json | undefined
+  readonly after?: Effect.Effect<unknown, unknown, R> | undefined
+}
+
+const Closed = Symbol("Closed")
+
+export const make = Effect.gen(function*() {
+  const store = yield* EngineStore
+  const sockets = yield* NodeSockets
+  const dispatcher = yield* Dispatcher
+  const context = yield* Effect.context<EngineStore | NodeSockets | Dispatcher | EngineConfig>()
+  const runFork = yield* FiberSet.makeRuntime<never>()
+  let nextSessionId = 1
+
+  const wss = yield* Effect.acquireRelease(
+    Effect.sync(() => new WebSocketServer({ noServer: true, maxPayload: maxFrameBytes })),
+    (server) =>
+      Effect.async<void>((resume) => {
+        for (const client of server.clients) client.terminate()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+  const sendError = (session: NodeSession, id: string, code: string, message: string) =>
+    sockets.sendTo(session, { v: 1, type: "error", id, ok: false, code, message })
+
+  const dispatch = (session: NodeSession, frame: NodeToServer): Effect.Effect<Outcome<never>, unknown> => {
+    const run = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | EngineConfig>) =>
+      Effect.provide(effect, context)
+    switch (frame.type) {
+      case "node.register":
+        return run(Effect.map(Control.registerNode(session, frame), (node) => ({
+          reply: node,
+          after: run(dispatcher.replayNode(session.nodeId))
+        })))
+      case "node.heartbeat":
+        return run(Effect.as(Control.heartbeat(session, frame), {}))
+      case "node.deregister":
+        return run(Effect.as(Control.nodeOffline(session.nodeId), {}))
+      case "agent.register":
+        return run(Effect.map(Control.registerAgent(session, frame), ({ agentId, data }) => ({
+          reply: data,
+          after: run(dispatcher.replayAgent(agentId))
+        })))
+      case "agent.deregister":
+        return run(Effect.as(Control.deregisterAgent(session, frame), {}))
+      case "delivery.ack":
+        return run(Effect.as(dispatcher.ack(session.nodeId, frame.agent, frame.up_to_seq), {}))
+      case "inventory.sync":
+        return run(Effect.map(Control.syncInventory(session, frame), (rebound) => ({
+          reply: { rebound_agents: rebound, open_invocations: 0, completed_invocations: 0, rescheduled_invocations: 0 }
+        })))
+      case "action.result":
+        return Effect.succeed({})
+    }
+  }
+
+  const handleText = (session: NodeSession, text: string) =>
+    Effect.gen(function*() {
+      const decoded = yield* Effect.either(decodeNodeFrame(text))
+      if (Either.isLeft(decoded)) {
+        yield* sendError(session, snowflake(), "invalid_message", decoded.left.message)
+        return
+      }
+      const frame = decoded.right
+      const id = frame.id ?? snowflake()
+      const outcome = yield* Effect.exit(dispatch(session, frame))
+      if (Exit.isFailure(outcome)) {
+        const failure = Cause.failureOption(outcome.cause)
+        const error = Option.isSome(failure) && isEngineError(failure.value) ? failure.value : undefined
+        if (error === undefined) yield* Effect.logWarning("node frame failed", { type: frame.type, cause: Cause.pretty(outcome.cause) })
+        yield* sendError(session, id, error?.code ?? "node_control_failed", error?.message ?? "Node control operation failed")
+        return
+      }
+      if (outcome.value.reply !== undefined) {
+        yield* sockets.sendTo(session, { v: 1, type: "reply", id, ok: true, data: outcome.value.reply })
+      }
+      if (outcome.value.after !== undefined) yield* outcome.value.after
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("node frame handling failed", cause)),
+      store.exclusive
+    )
+
+  const runSession = (session: NodeSession, inbox: Queue.Queue<string | typeof Closed>) =>
+    Effect.gen(function*() {
+      yield* store.exclusive(sockets.attach(session))
+      while (true) {
+        const item = yield* Queue.take(inbox)
+        if (item === Closed) break
+        yield* handleText(session, item)
+      }
+      yield* store.exclusive(Effect.gen(function*() {
+        if (yield* sockets.detach(session)) yield* Effect.provide(Control.nodeOffline(session.nodeId), context)
+      }))
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("node session failed", cause)),
+      Effect.ensuring(Effect.sync(() => session.ws.terminate())),
+      Effect.annotateLogs({ module: "NodeGateway", node: session.nodeId })
+    )
+
+  const accept = (ws: WebSocket, node: NodeRow) => {
+    // Listeners go on synchronously, so no frame sent right after the handshake is missed.
+    const inbox = Effect.runSync(Queue.unbounded<string | typeof Closed>())
+    const session: NodeSession = { id: nextSessionId++, nodeId: node.id, workspaceId: node.workspace_id, ws }
+    ws.on("message", (data) => {
+      const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as ArrayBuffer).toString("utf8")
+      Queue.unsafeOffer(inbox, text)
+    })
+    ws.on("close", () => Queue.unsafeOffer(inbox, Closed))
+    ws.on("error", () => undefined)
+    runFork(runSession(session, inbox))
+  }
+
+  const lookupNode = (token: string) =>
+    store.sql<NodeRow>`SELECT * FROM nodes WHERE token_hash = ${sha256Hex(token)}`.pipe(
+      Effect.map((rows) => rows[0]),
+      Effect.orElseSucceed(() => undefined)
+    )
+
+  const handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on("error", () => undefined)
+    let url: URL
+    try {
+      url = new URL(request.url ?? "/", "http://engine.local")
+    } catch {
+      return rejectUpgrade(socket, "400 Bad Request")
+    }
+    if (url.pathname !== "/v1/node/ws") return rejectUpgrade(socket, "426 Upgrade Required")
+    const token = upgradeToken(request, url)
+    if (token === undefined || !token.startsWith("nt_live_")) return rejectUpgrade(socket, "401 Unauthorized")
+    runFork(Effect.flatMap(lookupNode(token), (node) =>
+      Effect.sync(() => {
+        if (node === undefined) return rejectUpgrade(socket, "401 Unauthorized")
+        wss.handleUpgrade(request, socket, head, (ws) => accept(ws, node))
+      })))
+  }
+
+  const closeAll = Effect.sync(() => {
+    for (const client of wss.clients) client.terminate()
+  })
+
+  return NodeGateway.of({ handleUpgrade, closeAll })
+})
+
+const isEngineError = (error: unknown): error is EngineError =>
+  typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "EngineError"
+
+export const layer: Layer.Layer<NodeGateway, never, EngineStore | NodeSockets | Dispatcher | EngineConfig> =
+  Layer.scoped(NodeGateway, make)

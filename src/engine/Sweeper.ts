@@ -1,0 +1,46 @@
+import { Effect, Layer, Schedule } from "effect"
+import { Dispatcher } from "./Dispatcher.js"
+import { EngineConfig } from "./EngineConfig.js"
+import { EngineStore, now } from "./EngineStore.js"
+import { nodeOffline } from "./nodeControl.js"
+
+/**
+ * Every 15 s (spec §3.5): online nodes silent past the 45 s TTL go offline like a close (their
+ * sockets stay open; the next heartbeat brings them back), HTTP-only agents idle for 5 min go
+ * offline, and expired delivery rows are dead-lettered.
+ */
+export const sweep = Effect.gen(function*() {
+  const { sql } = yield* EngineStore
+  const config = yield* EngineConfig
+  const dispatcher = yield* Dispatcher
+  const at = yield* now
+  const stale = yield* sql<{ id: string }>`SELECT id FROM nodes
+    WHERE status = 'online' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ${at - config.nodeLivenessTtlMs})`
+  for (const { id } of stale) yield* nodeOffline(id)
+  yield* sql`UPDATE agents SET status = 'offline'
+    WHERE status = 'active' AND location_type != 'via_node' AND last_seen IS NOT NULL AND last_seen < ${at - config.agentStaleMs}`
+  yield* dispatcher.expire
+  return stale.length
+})
+
+/** After a restart no node has a socket: everything starts offline (routing is kept). */
+const reconcileAtStart = Effect.gen(function*() {
+  const { sql } = yield* EngineStore
+  const online = yield* sql<{ id: string }>`SELECT id FROM nodes WHERE status = 'online'`
+  for (const { id } of online) yield* nodeOffline(id)
+})
+
+export const layer: Layer.Layer<never, never, EngineStore | EngineConfig | Dispatcher> = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const store = yield* EngineStore
+    const config = yield* EngineConfig
+    yield* store.exclusive(reconcileAtStart).pipe(Effect.orDie)
+    yield* store.exclusive(sweep).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("engine sweep failed", cause)),
+      Effect.repeat(Schedule.spaced(config.sweepIntervalMs)),
+      Effect.delay(config.sweepIntervalMs),
+      Effect.annotateLogs({ module: "Sweeper" }),
+      Effect.forkScoped
+    )
+  })
+)
