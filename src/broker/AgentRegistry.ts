@@ -276,7 +276,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         yield* Effect.logInfo("agent exited").pipe(
           Effect.annotateLogs({ agent: entry.info.name, code: exit.code, signal: exit.signal })
         )
-      }).pipe(Effect.annotateLogs({ module: "AgentRegistry" }))
+      }).pipe(Effect.uninterruptible, Effect.annotateLogs({ module: "AgentRegistry" }))
 
     // -- spawn --------------------------------------------------------------------------------
 
@@ -354,11 +354,13 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           ...(spec.sessionRef === undefined ? {} : { sessionRef: spec.sessionRef }),
           activity
         }
-        entry.pump = yield* Effect.forkIn(publishOutput(entry), scope)
+        entry.pump = yield* Effect.forkIn(Effect.interruptible(publishOutput(entry)), scope)
         if (spec.task !== undefined) {
           const task = spec.task
           yield* Effect.forkIn(
-            deliverTask(pty, task, mode).pipe(Effect.zipRight(touch), Effect.ensuring(taskTyped.open)),
+            Effect.interruptible(deliverTask(pty, task, mode).pipe(Effect.zipRight(touch))).pipe(
+              Effect.ensuring(taskTyped.open)
+            ),
             scope
           )
         }
@@ -379,8 +381,17 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       })
       return yield* Effect.gen(function*() {
         const binding = yield* bind(spec)
+        // From here on the spawn runs to its end (an abandoned request must not leave an agent that
+        // runs but is not registered); the fibers it forks are made interruptible again.
+        return yield* Effect.uninterruptible(register(spec, binding))
+      }).pipe(Effect.ensuring(unreserve))
+    })
+
+    const register = (spec: SpawnSpec, binding: Binding) =>
+      Effect.gen(function*() {
+        const name = spec.name
         const entry = yield* launch(spec, binding).pipe(
-          // No process (or an interrupted spawn): undo the binding.
+          // No process: undo the binding.
           Effect.onError(() => deregister(binding.agentId, name))
         )
         yield* Ref.update(state, (current) => ({
@@ -388,7 +399,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           live: new Map(current.live).set(name, entry),
           exited: without(current.exited, name)
         }))
-        yield* FiberSet.run(watchers, Effect.flatMap(entry.pty.exited, (exit) => onExit(entry, exit)))
+        yield* FiberSet.run(watchers, Effect.interruptible(Effect.flatMap(entry.pty.exited, (exit) => onExit(entry, exit))))
         yield* roster.put({
           agent_id: binding.agentId,
           name,
@@ -406,11 +417,10 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           ...(binding.warning === undefined ? {} : { registration_warning: binding.warning })
         })
         yield* Effect.logInfo("agent spawned").pipe(
-          Effect.annotateLogs({ agent: name, pid: entry.info.pid, cli: spec.cli })
+          Effect.annotateLogs({ module: "AgentRegistry", agent: name, pid: entry.info.pid, cli: spec.cli })
         )
         return infoOf(entry, "running")
-      }).pipe(Effect.ensuring(unreserve))
-    })
+      })
 
     // -- release, list, lookup ------------------------------------------------------------------
 
@@ -428,7 +438,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         yield* cleanUp(found)
       }
       yield* events.publish("agent_released", { name })
-      yield* Effect.logInfo("agent released").pipe(Effect.annotateLogs({ agent: name }))
+      yield* Effect.logInfo("agent released").pipe(Effect.annotateLogs({ module: "AgentRegistry", agent: name }))
     })
 
     const list = Effect.gen(function*() {
@@ -461,7 +471,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     )
 
     return AgentRegistry.of({ spawn, release, list, lookup })
-  }).pipe(Effect.annotateLogs({ module: "AgentRegistry" }))
+  })
 
 export const make = makeWith()
 
