@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A tiny real agent for demos and tests (plain node, no dependencies).
 //
-//   relay-broker spawn --name echo-1 --cli node -- scripts/echo-agent.mjs
+//   relay-broker spawn echo-1 node -- scripts/echo-agent.mjs
 //
 // It prints a ready line, reads what is typed into its terminal, and echoes each message it read.
 // A message that contains "ping" is answered with a DM "pong" to its sender, through the engine's
