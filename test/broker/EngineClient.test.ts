@@ -1,12 +1,13 @@
 import { FetchHttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Redacted, type Scope } from "effect"
+import { Effect, Redacted } from "effect"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { type Credential, EngineClient, makeWith, redactSecrets } from "../../src/broker/EngineClient.js"
+import { EmbeddedEngine } from "../../src/engine/index.js"
 
 // A tiny stand-in for the engine's HTTP slice: records requests, answers from a route table.
 interface Seen {
@@ -175,26 +176,14 @@ describe("EngineClient", () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// Against the embedded engine, when it is there (it is built in parallel; the module is loaded by a
-// computed path so that this file type-checks without it).
-
-interface EmbeddedEngineModule {
-  readonly EmbeddedEngine?: {
-    readonly start: (options: { readonly dataDir: string }) => Effect.Effect<{ readonly url: string }, unknown, Scope.Scope>
-  }
-}
-const engineModulePath = "../../src/engine/index.js"
-const engineModule: EmbeddedEngineModule | undefined = await import(/* @vite-ignore */ engineModulePath).catch(
-  () => undefined
-)
-const EmbeddedEngine = engineModule?.EmbeddedEngine
+// Against the embedded engine.
 
 const startEngine = Effect.gen(function*() {
   const dataDir = yield* Effect.acquireRelease(
     Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "engine-client-"))),
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
   )
-  return yield* EmbeddedEngine!.start({ dataDir })
+  return yield* EmbeddedEngine.start({ dataDir })
 })
 
 /** `POST /v1/nodes` is the node's business (TokenStore), not the EngineClient's: a raw call here. */
@@ -207,7 +196,7 @@ const createNode = (url: string, key: Credential, name: string) =>
     }).then((response) => response.status)
   )
 
-describe.skipIf(EmbeddedEngine === undefined)("EngineClient against the embedded engine", () => {
+describe("EngineClient against the embedded engine", () => {
   it.scopedLive("workspace, agents (409 then rotate), node binding, DM, channel post and thread reply", () =>
     Effect.gen(function*() {
       const engine = yield* startEngine
