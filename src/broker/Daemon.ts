@@ -1,0 +1,94 @@
+import { FetchHttpClient, type FileSystem, type HttpClient } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { EmbeddedEngine, type EngineStartError } from "../engine/index.js"
+import * as Actions from "./Actions.js"
+import * as AgentRegistry from "./AgentRegistry.js"
+import * as AgentRoster from "./AgentRoster.js"
+import * as BrokerConfig from "./BrokerConfig.js"
+import * as ControlApi from "./ControlApi.js"
+import * as DeadLetters from "./DeadLetters.js"
+import * as Deliveries from "./Deliveries.js"
+import * as DeliveryBook from "./DeliveryBook.js"
+import type { PersistFailed } from "./errors.js"
+import * as EngineClient from "./EngineClient.js"
+import * as EventLog from "./EventLog.js"
+import * as ConnectionFile from "./http/connectionFile.js"
+import * as Shutdown from "./http/Shutdown.js"
+import * as LocalEngine from "./LocalEngine.js"
+import * as NodeControl from "./NodeControl.js"
+import * as PtyHost from "./PtyHost.js"
+import * as TokenStore from "./TokenStore.js"
+
+// The whole broker as layers. Dependencies are built before their dependents and closed after
+// them, which gives the shutdown order for free: connection.json is removed, the API stops, the
+// consumers stop, agents are killed and deregistered, the node deregisters, files are closed, and
+// last the embedded engine (when this process runs one) stops.
+
+export interface DaemonOptions {
+  /** `relay-broker up` flags (state dir, API bind/port, node name, …); the environment fills the rest. */
+  readonly flags?: BrokerConfig.BrokerFlags
+  /** How to run an engine when RELAY_BASE_URL is unset; default: the embedded engine, in process. */
+  readonly startEmbedded?: LocalEngine.StartEmbeddedEngine<EngineStartError, never>
+}
+
+/**
+ * BrokerConfig from flags + environment, completed with the engine connection. Without a base URL
+ * the embedded engine starts here and lives as long as this layer.
+ */
+export const configLayer = <E, R>(
+  flags: BrokerConfig.BrokerFlags,
+  startEmbedded: LocalEngine.StartEmbeddedEngine<E, R>
+) =>
+  Layer.scoped(
+    BrokerConfig.BrokerConfig,
+    Effect.gen(function*() {
+      const settings = yield* BrokerConfig.settings(flags)
+      const engine = yield* LocalEngine.connect(settings, startEmbedded)
+      return BrokerConfig.complete(settings, engine)
+    })
+  )
+
+/**
+ * Every broker service, given a BrokerConfig, a FileSystem and an HttpClient. The services stay
+ * in the output, so another Effect program can build this layer and use the registry, the event
+ * log, the node session or the API address directly.
+ */
+export const servicesLayer = Layer.mergeAll(ControlApi.layer, Actions.layer, Deliveries.layer).pipe(
+  Layer.provideMerge(AgentRegistry.layer),
+  Layer.provideMerge(NodeControl.layer),
+  Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer)),
+  Layer.provideMerge(
+    Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, Deliveries.layerConfig)
+  )
+)
+
+/** connection.json, then the stdout listening line: in that order, so a client that saw the line finds the file. */
+export const announceLayer: Layer.Layer<
+  never,
+  PersistFailed,
+  BrokerConfig.BrokerConfig | ControlApi.ControlApi | FileSystem.FileSystem
+> = ConnectionFile.announce.pipe(Layer.provide(ConnectionFile.layer))
+
+const platformLayer: Layer.Layer<NodeContext.NodeContext | HttpClient.HttpClient> = Layer.merge(
+  NodeContext.layer,
+  FetchHttpClient.layer
+)
+
+/** The broker as `relay-broker up` runs it, announcing itself (connection.json + the stdout line). */
+export const layer = (options: DaemonOptions = {}) =>
+  announceLayer.pipe(
+    Layer.provideMerge(servicesLayer),
+    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? EmbeddedEngine.start)),
+    Layer.provideMerge(platformLayer)
+  )
+
+/** The same broker without connection.json or the stdout line: for embedding in another program or a test. */
+export const layerQuiet = (options: DaemonOptions = {}) =>
+  servicesLayer.pipe(
+    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? EmbeddedEngine.start)),
+    Layer.provideMerge(platformLayer)
+  )
+
+/** Runs until a shutdown is requested through the API; SIGINT/SIGTERM interrupt it the same way. */
+export const untilShutdown = Effect.flatMap(Shutdown.Shutdown, (shutdown) => shutdown.requested)
