@@ -262,12 +262,13 @@ export const make = Effect.gen(function*() {
     })
   ).pipe(Effect.withSpan("TokenStore.remint"))
 
+  const annotate = Effect.annotateLogs({ module: "TokenStore" })
   return TokenStore.of({
-    identity: identity.pipe(Effect.withSpan("TokenStore.identity")),
-    token,
-    remint
+    identity: identity.pipe(Effect.withSpan("TokenStore.identity"), annotate),
+    token: annotate(token),
+    remint: annotate(remint)
   })
-}).pipe(Effect.annotateLogs({ module: "TokenStore" }))
+})
 
 /** Needs BrokerConfig, an HttpClient (e.g. `FetchHttpClient.layer`) and a FileSystem (`NodeFileSystem.layer`). */
 export const layer: Layer.Layer<TokenStore, never, BrokerConfig | HttpClient.HttpClient | FileSystem.FileSystem> = Layer
