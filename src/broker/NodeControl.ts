@@ -219,8 +219,8 @@ const makeConnection = (ws: WebSocket): Connection => {
   }
 }
 
-/** Sends `node.deregister`, then closes and waits (briefly) for the close handshake. */
-const closeGracefully = (ws: WebSocket, goodbye: string | undefined) =>
+/** Sends the last frames (then `node.deregister`), closes, and waits briefly for the close handshake. */
+const closeGracefully = (ws: WebSocket, lastFrames: ReadonlyArray<string>) =>
   Effect.async<void>((resume) => {
     if (ws.readyState !== WebSocket.OPEN) {
       ws.terminate()
@@ -231,7 +231,7 @@ const closeGracefully = (ws: WebSocket, goodbye: string | undefined) =>
       clearTimeout(timer)
       resume(Effect.void)
     })
-    if (goodbye !== undefined) ws.send(goodbye)
+    for (const text of lastFrames) ws.send(text)
     ws.close(1000, "shutdown")
   })
 
@@ -502,6 +502,13 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         }
       })
 
+    /** Whatever `send` queued and was not written yet (e.g. final acks at shutdown). */
+    const drainOutbox = Effect.gen(function*() {
+      const head = yield* Ref.getAndSet(outboxHead, Option.none())
+      const rest = yield* Queue.takeAll(outbox)
+      return [...Option.toArray(head), ...rest]
+    })
+
     const endSession = (detail: string) =>
       Effect.gen(function*() {
         yield* Ref.set(current, Option.none())
@@ -523,7 +530,10 @@ export const makeWith = (options: NodeControlOptions = {}) =>
           const ws = yield* Effect.acquireRelease(
             openSocket(url, token, events, connectTimeout),
             // A clean stop (interruption) says goodbye; a failed session just drops the socket.
-            (socket, exit) => Exit.isInterrupted(exit) ? closeGracefully(socket, goodbye) : Effect.sync(() => socket.terminate())
+            (socket, exit) =>
+              Exit.isInterrupted(exit)
+                ? Effect.flatMap(drainOutbox, (unsent) => closeGracefully(socket, [...unsent, goodbye]))
+                : Effect.sync(() => socket.terminate())
           )
           const connection = makeConnection(ws)
           const now = yield* Clock.currentTimeMillis
@@ -589,6 +599,8 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         const error = yield* Effect.flip(attempt(connectedAt))
         const previous = (yield* Ref.get(status)).lastError
         yield* setLastError(error.message)
+        const failedAt = yield* Clock.currentTimeMillis
+        yield* Ref.update(status, (s) => s.since === null ? { ...s, since: failedAt } : s)
         const started = yield* Ref.get(connectedAt)
         if (Option.isSome(started)) yield* Ref.set(consecutiveUnauthorized, 0)
         switch (error._tag) {
