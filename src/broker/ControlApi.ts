@@ -9,6 +9,7 @@ import type { EventLog } from "./EventLog.js"
 import { agentRoutes, type TerminalSizes } from "./http/agentRoutes.js"
 import { requireApiKey } from "./http/auth.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
+import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
 import { failure } from "./http/responses.js"
 import type { Shutdown } from "./http/Shutdown.js"
@@ -39,9 +40,10 @@ export const router = (state: {
   HttpRouter.concatAll(
     brokerRoutes({ startedAt: state.startedAt, eventSockets: state.eventSockets }),
     agentRoutes(state.sizes),
-    HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets)))
-    // MOUNT POINT (deliveries engineer): add their exported `deliveryRoutes` router here once
-    // src/broker/http/deliveryRoutes.ts exists; it is served behind the same key check.
+    HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
+    // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when
+    // the delivery services are not composed in.
+    deliveryRoutesIfPresent
   )
 
 export const formatUrl = (host: string, port: number): string =>

@@ -6,6 +6,7 @@ import * as Actions from "./Actions.js"
 import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
 import * as BrokerConfig from "./BrokerConfig.js"
+import * as BrokerIdentity from "./BrokerIdentity.js"
 import * as ControlApi from "./ControlApi.js"
 import * as DeadLetters from "./DeadLetters.js"
 import * as Deliveries from "./Deliveries.js"
@@ -54,7 +55,10 @@ export const configLayer = <E, R>(
  * in the output, so another Effect program can build this layer and use the registry, the event
  * log, the node session or the API address directly.
  */
-export const servicesLayer = Layer.mergeAll(ControlApi.layer, Actions.layer, Deliveries.layer).pipe(
+export const servicesLayer = ControlApi.layer.pipe(
+  // The API is built on top of the consumers, so its routes see Deliveries, DeadLetters and the
+  // broker identity (siblings in a mergeAll would not see each other).
+  Layer.provideMerge(Layer.mergeAll(Actions.layer, Deliveries.layer, BrokerIdentity.layer)),
   Layer.provideMerge(AgentRegistry.layer),
   Layer.provideMerge(NodeControl.layer),
   Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer)),

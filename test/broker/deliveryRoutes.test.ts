@@ -9,7 +9,9 @@ import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import * as BrokerIdentity from "../../src/broker/BrokerIdentity.js"
 import { EngineClient } from "../../src/broker/EngineClient.js"
 import { EngineHttpFailed } from "../../src/broker/errors.js"
-import { deliveryRoutes } from "../../src/broker/http/deliveryRoutes.js"
+import { deliveryRoutes, deliveryRoutesIfPresent } from "../../src/broker/http/deliveryRoutes.js"
+import { AgentRegistry } from "../../src/broker/AgentRegistry.js"
+import { NodeControl } from "../../src/broker/NodeControl.js"
 import { deliver, HarnessTag, takeAck, testLayer } from "./deliveriesFakes.js"
 
 interface EngineCall {
@@ -279,5 +281,38 @@ describe("delivery routes", () => {
         const unknown = yield* post("/api/send", { to: "nobody", text: "x" })
         assert.deepStrictEqual([unknown.status, unknown.body["code"]], [404, "agent_not_found"])
       }).pipe(Effect.provide(serve(dir, calls)))
+    }))
+
+  it.scopedLive("the optional variant answers 503 when the delivery services are not composed in, and works when they are", () =>
+    Effect.gen(function*() {
+      const bare = HttpServer.serve(deliveryRoutesIfPresent).pipe(
+        Layer.provideMerge(Layer.mergeAll(
+          Layer.succeed(NodeControl, {} as NodeControl["Type"]),
+          Layer.succeed(AgentRegistry, {} as AgentRegistry["Type"])
+        )),
+        Layer.provideMerge(NodeHttpServer.layerTest)
+      )
+      yield* Effect.gen(function*() {
+        const response = yield* post("/api/send", { to: "bob", text: "x" })
+        assert.deepStrictEqual([response.status, response.body["code"]], [503, "service_unavailable"])
+        const client = yield* HttpClient.HttpClient
+        assert.strictEqual((yield* client.get("/api/node-delivery")).status, 503)
+      }).pipe(Effect.provide(bare))
+
+      const dir = yield* tempDir
+      const calls = yield* Ref.make<ReadonlyArray<EngineCall>>([])
+      const engine = Layer.succeed(EngineClient, makeEngine(calls))
+      const identity = Layer.effect(BrokerIdentity.BrokerIdentity, BrokerIdentity.make).pipe(
+        Layer.provide(Layer.mergeAll(engine, BrokerConfig.layer(configFor(dir)), NodeFileSystem.layer))
+      )
+      const full = HttpServer.serve(deliveryRoutesIfPresent).pipe(
+        Layer.provideMerge(Layer.mergeAll(testLayer(), engine, identity)),
+        Layer.provideMerge(NodeHttpServer.layerTest)
+      )
+      yield* Effect.gen(function*() {
+        const response = yield* post("/api/send", { to: "bob", text: "x" })
+        assert.strictEqual(response.status, 200)
+        assert.strictEqual((yield* get("/api/dead-letters"))["count"], 0)
+      }).pipe(Effect.provide(full))
     }))
 })

@@ -1,5 +1,5 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
+import { type Context, Data, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { Json } from "../../wire/Json.js"
 import { AgentRegistry } from "../AgentRegistry.js"
 import { BrokerIdentity } from "../BrokerIdentity.js"
@@ -252,4 +252,35 @@ export const deliveryRoutes: HttpRouter.HttpRouter<never, DeliveryRoutesRequirem
   HttpRouter.post("/api/dead-letters/redeliver", redeliver),
   HttpRouter.get("/api/node-delivery", nodeDelivery),
   HttpRouter.post("/api/send", send)
+)
+
+// ---------------------------------------------------------------------------------------------
+// The same routes for a composition that may run without deliveries: each route answers 503 when
+// a service it needs is absent (the control API's own tests build it without them).
+
+const unavailable = (what: string) =>
+  failure(503, "service_unavailable", `${what} is not running in this broker`)
+
+const withOptional = <I, S, A, E, R>(
+  tag: Context.Tag<I, S>,
+  what: string,
+  handler: Effect.Effect<A, E, R>
+): Effect.Effect<A | HttpServerResponse.HttpServerResponse, E, Exclude<R, I>> =>
+  Effect.flatMap(Effect.serviceOption(tag), (service) =>
+    Option.isNone(service)
+      ? Effect.succeed<A | HttpServerResponse.HttpServerResponse>(unavailable(what))
+      : Effect.provideService(handler, tag, service.value))
+
+const needDeliveries = <A, E, R>(handler: Effect.Effect<A, E, R>) =>
+  withOptional(Deliveries, "delivery", withOptional(DeadLetters, "the dead-letter store", handler))
+
+const needEngine = <A, E, R>(handler: Effect.Effect<A, E, R>) =>
+  withOptional(EngineClient, "the engine client", withOptional(BrokerIdentity, "the broker identity", handler))
+
+/** `deliveryRoutes` without static requirements beyond what the control API always has. */
+export const deliveryRoutesIfPresent: HttpRouter.HttpRouter<never, NodeControl | AgentRegistry> = HttpRouter.empty.pipe(
+  HttpRouter.get("/api/dead-letters", withOptional(DeadLetters, "the dead-letter store", listDeadLetters)),
+  HttpRouter.post("/api/dead-letters/redeliver", needDeliveries(redeliver)),
+  HttpRouter.get("/api/node-delivery", needDeliveries(nodeDelivery)),
+  HttpRouter.post("/api/send", needEngine(send))
 )
