@@ -1,0 +1,256 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import WebSocket from "ws"
+
+// Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
+// terminal I/O, release, and the failures the API reports. Build first: `npx tsc -p tsconfig.build.json`.
+
+const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
+
+interface Proc {
+  readonly child: ChildProcess
+  readonly stdout: Array<string>
+  readonly stderr: Array<string>
+  readonly exited: Promise<number | null>
+}
+
+const cleanEnv = (root: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of Object.keys(env)) {
+    if (/^(RELAY_|RELAYCAST_|AGENT_RELAY_)/.test(name)) delete env[name]
+  }
+  return { ...env, AGENT_RELAY_DATA_DIR: join(root, "data"), XDG_DATA_HOME: join(root, "xdg"), ...extra }
+}
+
+const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Proc => {
+  const child = spawn(process.execPath, [mainJs, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+  const stdout: Array<string> = []
+  const stderr: Array<string> = []
+  createInterface({ input: child.stdout! }).on("line", (line) => stdout.push(line))
+  createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line))
+  return { child, stdout, stderr, exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))) }
+}
+
+/** Polls `check` until it yields a value; fails (with the process's stderr) if the process exits first. */
+const until = <A>(proc: Proc, check: () => A | undefined | Promise<A | undefined>): Effect.Effect<A> =>
+  Effect.promise(async () => {
+    for (;;) {
+      const value = await check()
+      if (value !== undefined) return value
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+        throw new Error(`the process exited (${proc.child.exitCode ?? proc.child.signalCode}):\n${proc.stderr.join("\n")}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  })
+
+/** A child process that is SIGKILLed at the end of the test if it is still running. */
+const started = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
+  Effect.acquireRelease(Effect.sync(() => launch(args, env)), (proc) =>
+    Effect.promise(async () => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill("SIGKILL")
+        await proc.exited
+      }
+    }))
+
+const tempRoot = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "relay-broker-spawn-"))),
+  (root) => Effect.sync(() => rmSync(root, { recursive: true, force: true }))
+)
+
+interface Answer {
+  readonly status: number
+  readonly body: any
+}
+
+const http = (url: string, method: string, headers: Record<string, string>, body?: unknown): Promise<Answer> =>
+  fetch(url, {
+    method,
+    headers: { "content-type": "application/json", ...headers },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) })
+  }).then(async (response) => {
+    const text = await response.text()
+    return { status: response.status, body: text === "" ? null : JSON.parse(text) }
+  })
+
+interface RunningDaemon {
+  readonly proc: Proc
+  readonly url: string
+  readonly key: string
+  readonly call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Effect.Effect<Answer>
+  /** The engine as the daemon uses it: its URL and workspace key (from /api/session). */
+  readonly engine: (method: string, path: string, body?: unknown) => Effect.Effect<Answer>
+}
+
+/** `relay-broker up` in `root`, once its node is connected to the engine. */
+const startDaemon = (root: string, env: NodeJS.ProcessEnv) =>
+  Effect.gen(function*() {
+    const stateDir = join(root, "state")
+    const proc = yield* started(["up", "--state-dir", stateDir, "--api-port", "0", "--name", "spawn-e2e"], env)
+    const url = yield* until(proc, () => /API listening on (\S+)$/.exec(proc.stdout[0] ?? "")?.[1])
+    const key: string = JSON.parse(readFileSync(join(stateDir, "connection.json"), "utf8")).api_key
+    const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = { "x-api-key": key }) =>
+      Effect.promise(() => http(`${url}${path}`, method, headers, body))
+    yield* until(proc, async () => (await http(`${url}/health`, "GET", {})).body.nodeConnected === true ? true : undefined)
+    const session = (yield* call("GET", "/api/session")).body
+    const engine = (method: string, path: string, body?: unknown) =>
+      Effect.promise(() =>
+        http(`${session.relay_base_url}${path}`, method, { authorization: `Bearer ${session.workspace_key}` }, body)
+      )
+    return { proc, url, key, call, engine } satisfies RunningDaemon
+  })
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const childrenOf = (pid: number): ReadonlyArray<number> =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
+
+/** Waits until the agent's snapshot contains `text`. */
+const screenShows = (daemon: RunningDaemon, name: string, text: string) =>
+  until(daemon.proc, async () => {
+    const snapshot = await http(`${daemon.url}/api/spawned/${name}/snapshot`, "GET", { "x-api-key": daemon.key })
+    return typeof snapshot.body?.screen === "string" && snapshot.body.screen.includes(text) ? snapshot.body : undefined
+  })
+
+describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
+  it.scopedLive("a bash agent: listed, answers input, shows it in its snapshot; release kills it and the engine sees it go", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const daemon = yield* startDaemon(root, cleanEnv(root))
+
+      const spawned = yield* daemon.call("POST", "/api/spawn", { name: "basher", cli: "bash", args: ["--norc", "--noprofile"] })
+      assert.strictEqual(spawned.status, 200, JSON.stringify(spawned.body))
+      assert.strictEqual(spawned.body.success, true)
+      const pid: number = spawned.body.pid
+      assert.isTrue(isAlive(pid))
+      assert.include(childrenOf(daemon.proc.child.pid!), pid)
+
+      const listed = yield* daemon.call("GET", "/api/spawned")
+      assert.deepStrictEqual(listed.body.agents.map((agent: any) => [agent.name, agent.pid]), [["basher", pid]])
+      const bound = yield* daemon.engine("GET", "/v1/agents/basher")
+      assert.strictEqual(bound.status, 200)
+      assert.strictEqual(bound.body.data.status, "active")
+
+      const input = yield* daemon.call("POST", "/api/input/basher", { data: "echo $((6 * 7))-done\r" })
+      assert.deepStrictEqual(input.body, { name: "basher", bytes_written: 21 })
+      yield* screenShows(daemon, "basher", "42-done")
+
+      const released = yield* daemon.call("DELETE", "/api/spawned/basher")
+      assert.deepStrictEqual([released.status, released.body], [200, { success: true, name: "basher" }])
+      assert.isFalse(isAlive(pid))
+      assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents, [])
+      const offline = yield* until(daemon.proc, () =>
+        Effect.runPromise(daemon.engine("GET", "/v1/agents/basher")).then((answer) =>
+          answer.body.data.status === "offline" ? answer.body.data : undefined
+        ))
+      assert.strictEqual(offline.name, "basher")
+      // Released twice: the name is unknown now.
+      assert.strictEqual((yield* daemon.call("DELETE", "/api/spawned/basher")).status, 404)
+    }))
+
+  it.scopedLive("a cat agent echoes what is typed; a taken name is 409; the events stream saw it all", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const daemon = yield* startDaemon(root, cleanEnv(root))
+      const spawned = yield* daemon.call("POST", "/api/spawn", { name: "kitty", cli: "cat" })
+      assert.strictEqual(spawned.status, 200, JSON.stringify(spawned.body))
+      yield* daemon.call("POST", "/api/input/kitty", { data: "meow-1\r" })
+      const screen = yield* screenShows(daemon, "kitty", "meow-1\nmeow-1")
+      assert.strictEqual(screen.format, "plain")
+
+      const again = yield* daemon.call("POST", "/api/spawn", { name: "kitty", cli: "cat" })
+      assert.deepStrictEqual([again.status, again.body.code], [409, "name_taken"])
+      const resized = yield* daemon.call("POST", "/api/resize/kitty", { rows: 30, cols: 100 })
+      assert.strictEqual(resized.status, 200)
+
+      const released = yield* daemon.call("DELETE", "/api/spawned/kitty")
+      assert.strictEqual(released.status, 200)
+
+      // The event stream replays what happened since seq 0: the spawn, the release.
+      const kinds: Array<string> = []
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const socket = new WebSocket(`${daemon.url.replace("http", "ws")}/ws?sinceSeq=0`, { headers: { "x-api-key": daemon.key } })
+          socket.on("message", (data) => {
+            const event = JSON.parse(data.toString())
+            if (event.name === "kitty") kinds.push(event.kind)
+          })
+          return socket
+        }),
+        (socket) => Effect.sync(() => socket.close())
+      )
+      yield* until(daemon.proc, () => (kinds.includes("agent_released") ? true : undefined))
+      assert.strictEqual(kinds[0], "agent_spawned")
+    }))
+
+  it.scopedLive("failures: missing command, bad bodies, unknown names, no key; none starts a process", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const daemon = yield* startDaemon(root, cleanEnv(root))
+      const before = childrenOf(daemon.proc.child.pid!)
+
+      const missing = yield* daemon.call("POST", "/api/spawn", { name: "ghost", cli: "no-such-command-4242" })
+      assert.deepStrictEqual([missing.status, missing.body.success, missing.body.code], [500, false, "spawn_failed"])
+      assert.match(missing.body.error, /no-such-command-4242/)
+
+      for (const body of [{}, { name: 7, cli: "bash" }, { name: "x", args: "not-an-array" }, "{oops"]) {
+        const answer = yield* daemon.call("POST", "/api/spawn", body)
+        assert.strictEqual(answer.status, 400, JSON.stringify(body))
+      }
+      const badName = yield* daemon.call("POST", "/api/spawn", { name: "bad/name", cli: "bash" })
+      assert.strictEqual(badName.status, 400)
+      assert.strictEqual((yield* daemon.call("POST", "/api/input/nobody", { data: "x" })).status, 404)
+      assert.strictEqual((yield* daemon.call("GET", "/api/spawned/nobody/snapshot")).status, 404)
+      assert.strictEqual((yield* daemon.call("DELETE", "/api/spawned/nobody")).status, 404)
+      const noKey = yield* daemon.call("POST", "/api/spawn", { name: "w", cli: "bash" }, {})
+      assert.strictEqual(noKey.status, 401)
+      const wrongKey = yield* daemon.call("GET", "/api/spawned", undefined, { authorization: "Bearer br_nope" })
+      assert.strictEqual(wrongKey.status, 401)
+
+      assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents, [])
+      assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), before)
+    }))
+
+  it.scopedLive("bind failure (the engine is gone): 500 bind_failed and no process is started", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const engine = yield* started(["engine", "--port", "0", "--data", join(root, "engine")], cleanEnv(root))
+      const engineUrl = yield* until(engine, () => /engine listening on (\S+)$/.exec(engine.stdout[0] ?? "")?.[1])
+      // A short request timeout so the bind gives up quickly once the engine stops answering.
+      const daemon = yield* startDaemon(
+        root,
+        cleanEnv(root, { RELAY_BASE_URL: engineUrl, RELAY_BROKER_REQUEST_TIMEOUT_MS: "1500" })
+      )
+      const ok = yield* daemon.call("POST", "/api/spawn", { name: "before", cli: "cat" })
+      assert.strictEqual(ok.status, 200, JSON.stringify(ok.body))
+
+      engine.child.kill("SIGKILL")
+      yield* Effect.promise(() => engine.exited)
+      const before = childrenOf(daemon.proc.child.pid!)
+      const failed = yield* daemon.call("POST", "/api/spawn", { name: "after", cli: "cat" })
+      assert.deepStrictEqual([failed.status, failed.body.code], [500, "bind_failed"], JSON.stringify(failed.body))
+      assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), before)
+      assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents.map((agent: any) => agent.name), ["before"])
+    }))
+})
