@@ -24,10 +24,12 @@ const delegated = (command: Delegated, argv: ReadonlyArray<string>) =>
 
 export const root = (argv: ReadonlyArray<string>) => {
   const up = delegated("up", argv).pipe(Command.withDescription(
-    "Run the daemon in the foreground: the node, its agents and the local API. Flags: --state-dir DIR, " +
-      "--api-port N (0 = any), --api-bind ADDR, --name NODE_NAME. With no RELAY_BASE_URL it starts an embedded engine."
+    "Run the daemon in the foreground: the node, its agents and the local API (flags: relay-broker up --help). " +
+      "With no engine URL (--base-url / RELAY_BASE_URL) it runs an embedded engine."
   ))
-  const engine = delegated("engine", argv).pipe(Command.withDescription("Run the embedded relaycast engine on its own"))
+  const engine = delegated("engine", argv).pipe(Command.withDescription(
+    "Run the embedded relaycast engine on its own: engine --port <port> --data <dir> [--host 127.0.0.1]"
+  ))
   return Command.make("relay-broker").pipe(
     Command.withDescription("A relaycast node: runs AI coding agents in terminals and delivers their messages"),
     Command.withSubcommands([up, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Status.command])
