@@ -89,6 +89,24 @@ describe("client commands against a real daemon", () => {
         ok(yield* run("release", "reader"))
       }))
 
+    it.effect("send --from, --thread, --steer and #channel reach the daemon as such", () =>
+      Effect.gen(function*() {
+        yield* spawnCat("writer")
+        yield* spawnCat("listener")
+        const direct = ok(yield* run("send", "--from", "writer", "listener", "first note")).stdout
+        assert.include(direct, "from=writer")
+        yield* logsInclude("listener", "Relay message from writer")
+        const messageId = /message_id=(\S+)/.exec(direct)?.[1] ?? /event_id=(\S+)/.exec(direct)?.[1]
+        assert.isDefined(messageId, direct)
+        const reply = ok(yield* run("send", "--from", "writer", "--thread", messageId!, "listener", "threaded note")).stdout
+        assert.include(reply, `thread_id=${messageId}`)
+        assert.include(ok(yield* run("send", "--steer", "listener", "steered note")).stdout, "sent to listener")
+        yield* logsInclude("listener", "steered note")
+        assert.match(ok(yield* run("send", "#general", "to everyone")).stdout, /^sent to #general: .*to=#general/)
+        ok(yield* run("release", "writer"))
+        ok(yield* run("release", "listener"))
+      }))
+
     it.effect("logs --follow prints the snapshot, then live output, and ends when the agent is released", () =>
       Effect.gen(function*() {
         const running = yield* Daemon
