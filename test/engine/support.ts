@@ -247,3 +247,16 @@ export const sendAndSettle = (client: NodeClient, frame: unknown) =>
     client.send({ v: 1, type: "settle.marker" })
     yield* client.waitFor(isInvalid, before + 1)
   })
+
+/** A real-time pause (for polling under the TestClock, where Effect.sleep stands still). */
+export const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** Polls `check` (real time, bounded) until it holds; dies with `what` otherwise. */
+export const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      if (yield* check) return
+      yield* realSleep(10)
+    }
+    return yield* Effect.dieMessage(`never happened: ${what}`)
+  })
