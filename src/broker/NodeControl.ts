@@ -27,6 +27,7 @@ import {
   AgentRegisterReplyData,
   type Deliver,
   type ErrorFrame,
+  type FleetCapability,
   type NodeToServer,
   type Reply,
   type ServerToNode
@@ -107,6 +108,12 @@ export interface NodeControlOptions {
   readonly idleHeartbeats?: number
   /** The WebSocket handshake limit. Default 10 s. */
   readonly connectTimeout?: Duration.DurationInput
+  /**
+   * Advertised in `node.register` and heartbeats, e.g. `spawn:<harness>` placement capabilities so
+   * the engine can place spawns here; `handlers_live` is true when there are any. Default none.
+   * (Never a bare `spawn`: it would become a workspace action pinned to this node.)
+   */
+  readonly capabilities?: ReadonlyArray<FleetCapability>
 }
 
 /** Undecodable or unknown inbound frames, by `kind` (invalid_json, not_an_object, unknown_type, invalid_frame). */
@@ -270,6 +277,7 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     const connectTimeout = Duration.toMillis(options.connectTimeout ?? "10 seconds")
     const url = nodeControlUrl(config.baseUrl)
     const version = `relay-broker/${config.version}`
+    const capabilities = options.capabilities ?? []
 
     const status = yield* Ref.make<NodeStatus>({
       connected: false,
@@ -309,7 +317,7 @@ export const makeWith = (options: NodeControlOptions = {}) =>
       id: newId("node.register"),
       name: identity.nodeName,
       node_id: identity.nodeId,
-      capabilities: [],
+      capabilities,
       max_agents: 0,
       tags: [],
       version,
@@ -322,12 +330,12 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         type: "node.heartbeat",
         name: identity.nodeName,
         node_id: identity.nodeId,
-        capabilities: [],
+        capabilities,
         max_agents: 0,
         version,
         load: 0,
         active_agents: agents.length,
-        handlers_live: false
+        handlers_live: capabilities.length > 0
       }))
 
     const inventoryFrame = Effect.map(roster.list, (agents): NodeToServer => ({
