@@ -1,6 +1,8 @@
 import { FetchHttpClient, type FileSystem, type HttpClient } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import { accessSync, constants } from "node:fs"
+import { delimiter, join } from "node:path"
 import { EmbeddedEngine, type EngineStartError } from "../engine/index.js"
 import * as Actions from "./Actions.js"
 import * as AgentRegistry from "./AgentRegistry.js"
@@ -50,6 +52,33 @@ export const configLayer = <E, R>(
     })
   )
 
+/** The harnesses the engine's spawn API knows (`cli` of `POST /v1/agents/spawn`). */
+export const engineHarnesses = ["claude", "codex", "gemini", "aider", "goose", "opencode", "grok"] as const
+
+const onPath = (command: string, path: string): boolean =>
+  path.split(delimiter).some((dir) => {
+    if (dir === "") return false
+    try {
+      accessSync(join(dir, command), constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+
+/**
+ * The `spawn:<harness>` capabilities this node advertises, so the engine places spawns here:
+ * `AGENT_RELAY_NODE_HARNESSES` (comma-separated; empty = none) when set, else every known harness
+ * found on PATH. Never a bare `spawn` (the engine would turn it into an action pinned to this node).
+ */
+export const spawnCapabilities = (env: NodeJS.ProcessEnv = process.env): ReadonlyArray<{ readonly name: string }> => {
+  const explicit = env["AGENT_RELAY_NODE_HARNESSES"]
+  const harnesses = explicit !== undefined
+    ? explicit.split(",").map((name) => name.trim()).filter((name) => /^[A-Za-z0-9._-]+$/.test(name))
+    : engineHarnesses.filter((name) => onPath(name, env["PATH"] ?? ""))
+  return [...new Set(harnesses)].map((name) => ({ name: `spawn:${name}` }))
+}
+
 /**
  * Every broker service, given a BrokerConfig, a FileSystem and an HttpClient. The services stay
  * in the output, so another Effect program can build this layer and use the registry, the event
@@ -60,7 +89,7 @@ export const servicesLayer = ControlApi.layer.pipe(
   // broker identity (siblings in a mergeAll would not see each other).
   Layer.provideMerge(Layer.mergeAll(Actions.layer, Deliveries.layer, BrokerIdentity.layer)),
   Layer.provideMerge(AgentRegistry.layer),
-  Layer.provideMerge(NodeControl.layer),
+  Layer.provideMerge(Layer.suspend(() => NodeControl.layerWith({ capabilities: spawnCapabilities() }))),
   Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer)),
   Layer.provideMerge(
     Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, Deliveries.layerConfig)
