@@ -165,16 +165,20 @@ layer(setup, { excludeTestServices: true, timeout: 120_000 })("deliveries end to
         return ours.length === 4 ? ours : undefined
       })
       assert.deepStrictEqual(
-        letters.map((letter) => [letter["msg_id"], letter["agent"], letter["reason"]]),
+        letters.map((letter) => [letter["msg_id"], letter["agent"], letter["reason"]])
+          .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
         [
+          ["m_badmode", "dead-rec", "undecodable"],
           ["m_ghost", "ghost", "unknown_agent"],
           ["m_mystery", "dead-rec", "unsupported_type"],
-          ["m_string", "dead-rec", "undecodable"],
-          ["m_badmode", "dead-rec", "undecodable"]
+          ["m_string", "dead-rec", "undecodable"]
         ]
       )
       for (const letter of letters) assert.strictEqual(typeof letter["time"], "string")
-      assert.deepStrictEqual(letters[1]?.["payload"], { type: "agent.mystery", data: {} })
+      assert.deepStrictEqual(letters.find((letter) => letter["msg_id"] === "m_mystery")?.["payload"], {
+        type: "agent.mystery",
+        data: {}
+      })
       // Each was acked.
       const acks = yield* waitFor("four acks", () => {
         const all = proxy.fromNode().filter((sent) => sent["type"] === "delivery.ack").slice(acksBefore)
@@ -208,8 +212,10 @@ describe("deliveries across a broker crash", () => {
       const sender = yield* createEngineAgent(engine, "restart-sender")
 
       let sentCount = 0
-      const stream = yield* Effect.forEach(bodies, (text, index) =>
-        engineCall(engine.url, "POST", "/v1/dm", { to: names[index % names.length], text }, sender).pipe(
+      // Round-robin over the agents: the i-th message of each agent in turn.
+      const order = Array.from({ length: 40 }, (_, i) => names.map((name) => ({ to: name, text: `restart-${name}-${i}` }))).flat()
+      const stream = yield* Effect.forEach(order, ({ text, to }) =>
+        engineCall(engine.url, "POST", "/v1/dm", { to, text }, sender).pipe(
           Effect.tap((response) => {
             sentCount++
             return response.status === 201 || response.status === 200
@@ -231,20 +237,41 @@ describe("deliveries across a broker crash", () => {
 
       const deadBody = (letter: Record<string, unknown>) =>
         ((letter["payload"] as { data?: { text?: string } } | null)?.data?.text) ?? ""
-      const occurrences = (text: string, body: string) => text.split(body).length - 1
+      // An injection is the relay line then Enter. A terminal that was not in raw mode yet (the
+      // agent had just started) turned that \r into \n; a line cut short by the crash has neither.
+      const injectedCount = (text: string, body: string) => text.split(`]: ${body}\r`).length + text.split(`]: ${body}\n`).length - 2
+      let missing: ReadonlyArray<string> = bodies
       const accounted = yield* waitFor("every message injected or dead-lettered", async () => {
         const letters = await Effect.runPromise(deadLetters(second))
         const dead = new Set(letters.map(deadBody))
         const sessions = names.flatMap((name) => recordings(dir, name)).map((recording) => recording.bytes.toString("utf8"))
-        const missing = bodies.filter((body) =>
-          !dead.has(body) && !sessions.some((text) => new RegExp(`]: ${body}\\r`).test(text))
-        )
+        missing = bodies.filter((body) => !dead.has(body) && !sessions.some((text) => injectedCount(text, body) > 0))
         return missing.length === 0 ? { sessions, dead } : undefined
-      }, 60)
+      }, 60).pipe(
+        Effect.catchAll((error) =>
+          Effect.gen(function*() {
+            const report = yield* api(second, "GET", "/api/node-delivery")
+            const letters = yield* deadLetters(second)
+            return yield* Effect.fail(new Error([
+              error.message,
+              `missing (${missing.length}): ${missing.join(" ")}`,
+              ...missing.flatMap((body) =>
+                names.flatMap((name) => recordings(dir, name)).flatMap((recording) => {
+                  const text = recording.bytes.toString("utf8")
+                  const at = text.indexOf(body)
+                  return at < 0 ? [] : [`${recording.file}: ${JSON.stringify(text.slice(Math.max(0, at - 120), at + 60))}`]
+                })
+              ),
+              `dead letters: ${JSON.stringify(letters.map((letter) => [letter["agent"], letter["reason"], deadBody(letter)]))}`,
+              `node-delivery: ${JSON.stringify(report.body)}`
+            ].join("\n")))
+          })
+        )
+      )
 
       for (const text of accounted.sessions) {
         for (const body of bodies) {
-          assert.isAtMost(occurrences(text, `]: ${body}\r`), 1, `${body} injected twice into one session`)
+          assert.isAtMost(injectedCount(text, body), 1, `${body} injected twice into one session`)
         }
       }
       // The engine has nothing left to deliver to them.

@@ -153,7 +153,7 @@ export const startBroker = (options: {
       const parsed = JSON.parse(readFileSync(connectionFile, "utf8")) as { pid: number; url: string; api_key: string }
       return parsed.pid === broker.child.pid ? parsed : undefined
     }, 60).pipe(Effect.mapError((error) => new Error(`${error.message}\n${broker.output()}`)))
-    return {
+    const ready: Broker = {
       child: broker.child,
       pid: connection.pid,
       url: connection.url,
@@ -161,6 +161,12 @@ export const startBroker = (options: {
       stateDir,
       output: broker.output
     }
+    // Agents bind over the node session: wait until it is up.
+    yield* waitFor("the broker's node session", async () => {
+      const report = await Effect.runPromise(api(ready, "GET", "/api/node-delivery"))
+      return (report.body["node"] as { connected?: boolean } | undefined)?.connected === true ? true : undefined
+    }, 60).pipe(Effect.mapError((error) => new Error(`${error.message}\n${broker.output()}`)))
+    return ready
   })
 
 export interface ApiResponse {
