@@ -24,7 +24,9 @@ export const make = Effect.gen(function*() {
   const gateway = yield* NodeGateway
   const handler = yield* NodeHttpServer.makeHandler(http.app)
   const server = yield* Effect.acquireRelease(
-    Effect.sync(() => createServer()),
+    // A long keep-alive: the client side (undici: 4 s) always closes an idle connection first, so a
+    // request never races the server's close of a reused socket (ECONNRESET).
+    Effect.sync(() => createServer({ keepAliveTimeout: 65_000 })),
     (server) =>
       Effect.zipRight(
         gateway.closeAll,

@@ -39,7 +39,12 @@ export const call = (
     if (options.rawBody !== undefined) payload = options.rawBody
     else if (options.body !== undefined) payload = JSON.stringify(options.body)
     if (payload !== undefined) headers["content-type"] = "application/json"
-    const response = await fetch(`${url}${path}`, { method, headers, ...(payload === undefined ? {} : { body: payload }) })
+    let response: Response
+    try {
+      response = await fetch(`${url}${path}`, { method, headers, ...(payload === undefined ? {} : { body: payload }) })
+    } catch (error) {
+      throw new Error(`${method} ${path} ${JSON.stringify(headers)} ${JSON.stringify(payload)}: ${String(error)}`)
+    }
     const text = await response.text()
     let body: any = undefined
     try {
