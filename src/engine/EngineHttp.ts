@@ -1,9 +1,11 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { Context, Effect, Layer, Option } from "effect"
+import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore } from "./EngineStore.js"
+import * as ActionRoutes from "./http/actions.js"
 import * as AgentRoutes from "./http/agents.js"
 import * as ChannelRoutes from "./http/channels.js"
 import * as MessageRoutes from "./http/messages.js"
@@ -25,6 +27,7 @@ const health = Effect.succeed(HttpServerResponse.unsafeJson({ ok: true, version:
 export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/health", health),
   HttpRouter.concat(WorkspaceRoutes.routes),
+  HttpRouter.concat(ActionRoutes.routes),
   HttpRouter.concat(AgentRoutes.routes),
   HttpRouter.concat(NodeRoutes.routes),
   HttpRouter.concat(ChannelRoutes.routes),
@@ -32,7 +35,7 @@ export const router = HttpRouter.empty.pipe(
 )
 
 export const make = Effect.gen(function*() {
-  const context = yield* Effect.context<EngineStore | Dispatcher | EngineConfig>()
+  const context = yield* Effect.context<EngineStore | Dispatcher | Actions | EngineConfig>()
   const app: HttpApp.Default = router.pipe(
     Effect.catchTag("RouteNotFound", () => Effect.succeed(errorResponse(404, "not_found", "Route not found"))),
     Effect.catchAllCause(() => Effect.succeed(errorResponse(500, "internal_error", "Internal server error"))),
@@ -42,4 +45,4 @@ export const make = Effect.gen(function*() {
   return EngineHttp.of({ app })
 })
 
-export const layer: Layer.Layer<EngineHttp, never, EngineStore | Dispatcher | EngineConfig> = Layer.effect(EngineHttp, make)
+export const layer: Layer.Layer<EngineHttp, never, EngineStore | Dispatcher | Actions | EngineConfig> = Layer.effect(EngineHttp, make)

@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
 import type { Json } from "../wire/Json.js"
 import { decodeNodeFrame, type NodeToServer } from "../wire/index.js"
+import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { EngineConfig } from "./EngineConfig.js"
 import type { EngineError } from "./EngineError.js"
@@ -53,7 +54,8 @@ export const make = Effect.gen(function*() {
   const store = yield* EngineStore
   const sockets = yield* NodeSockets
   const dispatcher = yield* Dispatcher
-  const context = yield* Effect.context<EngineStore | NodeSockets | Dispatcher | EngineConfig>()
+  const actions = yield* Actions
+  const context = yield* Effect.context<EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>()
   const runFork = yield* FiberSet.makeRuntime<never>()
   let nextSessionId = 1
 
@@ -70,16 +72,16 @@ export const make = Effect.gen(function*() {
     sockets.sendTo(session, { v: 1, type: "error", id, ok: false, code, message })
 
   const dispatch = (session: NodeSession, frame: NodeToServer): Effect.Effect<Outcome<never>, unknown> => {
-    const run = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | EngineConfig>) =>
+    const run = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>) =>
       Effect.provide(effect, context)
     switch (frame.type) {
       case "node.register":
         return run(Effect.map(Control.registerNode(session, frame), (node) => ({
           reply: node,
-          after: run(dispatcher.replayNode(session.nodeId))
+          after: run(Effect.zipRight(actions.drain(session.nodeId), dispatcher.replayNode(session.nodeId)))
         })))
       case "node.heartbeat":
-        return run(Effect.as(Control.heartbeat(session, frame), {}))
+        return run(Effect.as(Effect.zipRight(Control.heartbeat(session, frame), actions.drain(session.nodeId)), {}))
       case "node.deregister":
         return run(Effect.as(Control.nodeOffline(session.nodeId), {}))
       case "agent.register":
@@ -92,11 +94,9 @@ export const make = Effect.gen(function*() {
       case "delivery.ack":
         return run(Effect.as(dispatcher.ack(session.nodeId, frame.agent, frame.up_to_seq), {}))
       case "inventory.sync":
-        return run(Effect.map(Control.syncInventory(session, frame), (rebound) => ({
-          reply: { rebound_agents: rebound, open_invocations: 0, completed_invocations: 0, rescheduled_invocations: 0 }
-        })))
+        return run(Effect.map(Control.syncInventory(session, frame), (reply) => ({ reply })))
       case "action.result":
-        return Effect.succeed({})
+        return run(Effect.as(actions.onResult(session.nodeId, frame), {}))
     }
   }
 
@@ -128,7 +128,8 @@ export const make = Effect.gen(function*() {
 
   const runSession = (session: NodeSession, inbox: Queue.Queue<string | typeof Closed>) =>
     Effect.gen(function*() {
-      yield* store.exclusive(sockets.attach(session))
+      // A new socket supersedes the old one, then gets whatever was queued for its node (spec §3.2).
+      yield* store.exclusive(Effect.zipRight(sockets.attach(session), actions.drain(session.nodeId)))
       while (true) {
         const item = yield* Queue.take(inbox)
         if (item === Closed) break
@@ -190,5 +191,5 @@ export const make = Effect.gen(function*() {
 const isEngineError = (error: unknown): error is EngineError =>
   typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "EngineError"
 
-export const layer: Layer.Layer<NodeGateway, never, EngineStore | NodeSockets | Dispatcher | EngineConfig> =
+export const layer: Layer.Layer<NodeGateway, never, EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig> =
   Layer.scoped(NodeGateway, make)

@@ -1,4 +1,5 @@
 import { Effect, Layer, Schedule } from "effect"
+import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore, now } from "./EngineStore.js"
@@ -7,7 +8,8 @@ import { nodeOffline } from "./nodeControl.js"
 /**
  * Every 15 s (spec §3.5): online nodes silent past the 45 s TTL go offline like a close (their
  * sockets stay open; the next heartbeat brings them back), HTTP-only agents idle for 5 min go
- * offline, and expired delivery rows are dead-lettered.
+ * offline, expired delivery rows are dead-lettered, and invocations past their 30 s dispatch timeout
+ * or their retry time are dispatched again.
  */
 export const sweep = Effect.gen(function*() {
   const { sql } = yield* EngineStore
@@ -20,6 +22,8 @@ export const sweep = Effect.gen(function*() {
   yield* sql`UPDATE agents SET status = 'offline'
     WHERE status = 'active' AND location_type != 'via_node' AND last_seen IS NOT NULL AND last_seen < ${at - config.agentStaleMs}`
   yield* dispatcher.expire
+  const actions = yield* Actions
+  yield* actions.sweep
   return stale.length
 })
 
@@ -30,7 +34,7 @@ const reconcileAtStart = Effect.gen(function*() {
   for (const { id } of online) yield* nodeOffline(id)
 })
 
-export const layer: Layer.Layer<never, never, EngineStore | EngineConfig | Dispatcher> = Layer.scopedDiscard(
+export const layer: Layer.Layer<never, never, EngineStore | EngineConfig | Dispatcher | Actions> = Layer.scopedDiscard(
   Effect.gen(function*() {
     const store = yield* EngineStore
     const config = yield* EngineConfig

@@ -7,6 +7,7 @@
  * ```
  */
 import { Context, Effect, Layer, type Scope } from "effect"
+import * as Actions from "./Actions.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as EngineConfig from "./EngineConfig.js"
 import { EngineStartError } from "./EngineError.js"
@@ -20,7 +21,7 @@ import * as Sweeper from "./Sweeper.js"
 export type { EngineOptions } from "./EngineConfig.js"
 export { EngineStartError } from "./EngineError.js"
 export { EngineAddress } from "./EngineServer.js"
-export { Dispatcher, EngineConfig, EngineHttp, EngineServer, EngineStore, NodeGateway, NodeSockets, Sweeper }
+export { Actions, Dispatcher, EngineConfig, EngineHttp, EngineServer, EngineStore, NodeGateway, NodeSockets, Sweeper }
 
 export interface RunningEngine {
   /** `http://<host>:<port>`. */
@@ -32,7 +33,7 @@ export interface RunningEngine {
 export const layer = (options: EngineConfig.EngineOptions): Layer.Layer<EngineServer.EngineAddress, EngineStartError> => {
   const config = EngineConfig.layer(options)
   const storage = Layer.mergeAll(EngineStore.layer, NodeSockets.layer).pipe(Layer.provideMerge(config))
-  const dispatch = Dispatcher.layer.pipe(Layer.provideMerge(storage))
+  const dispatch = Actions.layer.pipe(Layer.provideMerge(Dispatcher.layer), Layer.provideMerge(storage))
   const services = Layer.mergeAll(NodeGateway.layer, EngineHttp.layer, Sweeper.layer).pipe(Layer.provideMerge(dispatch))
   return EngineServer.layer.pipe(Layer.provide(services))
 }

@@ -8,13 +8,14 @@ import {
   nodeById,
   rotateAgentToken
 } from "./directory.js"
+import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { fail } from "./EngineError.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { snowflake } from "./ids.js"
 import type { NodeSession } from "./NodeSockets.js"
-import { type AgentRow, type NodeRow, nodeJson, parseObject } from "./rows.js"
+import { type AgentRow, type NodeRow, nodeJson, parseCapabilities, parseObject } from "./rows.js"
 
 // What each node → engine frame does (spec §3.4–3.8). Callers hold the engine lock.
 
@@ -67,6 +68,8 @@ export const registerNode = (session: NodeSession, frame: NodeRegister) =>
         WHERE id = ${node.id}`
     }
     const updated = yield* requireSessionNode(session)
+    const actions = yield* Actions
+    yield* actions.ensureCapabilityActions(updated, parseCapabilities(updated.capabilities))
     return nodeJson(updated, at, config.nodeLivenessTtlMs)
   })
 
@@ -90,6 +93,8 @@ export const heartbeat = (session: NodeSession, frame: NodeHeartbeat) =>
     }
     if (frame.capabilities !== undefined) {
       yield* sql`UPDATE nodes SET capabilities = ${capabilitiesText(frame.capabilities)} WHERE id = ${node.id}`
+      const actions = yield* Actions
+      yield* actions.ensureCapabilityActions(node, frame.capabilities)
     }
     if (frame.max_agents !== undefined) yield* sql`UPDATE nodes SET max_agents = ${frame.max_agents} WHERE id = ${node.id}`
     if (frame.version !== undefined) yield* sql`UPDATE nodes SET version = ${frame.version} WHERE id = ${node.id}`
@@ -166,7 +171,8 @@ export const deregisterAgent = (session: NodeSession, frame: AgentDeregister) =>
 
 /**
  * `inventory.sync`: the listed agents are alive here (rebound, active); agents active here but not
- * listed go offline. Invocation completion is delegated to `settleInventory` (actions).
+ * listed go offline; listed invocation ids complete their open invocations, the other open ones on
+ * this node are rescheduled (spec §3.7). Returns the reply data.
  */
 export const syncInventory = (session: NodeSession, frame: InventorySync) =>
   Effect.gen(function*() {
@@ -192,7 +198,14 @@ export const syncInventory = (session: NodeSession, frame: InventorySync) =>
     for (const { id } of active) {
       if (!listed.has(id)) yield* sql`UPDATE agents SET status = 'offline', last_seen = ${at} WHERE id = ${id}`
     }
-    return rebound
+    const actions = yield* Actions
+    const invocations = yield* actions.onInventory(node.id, frame.agents)
+    return {
+      rebound_agents: rebound,
+      open_invocations: invocations.open,
+      completed_invocations: invocations.completed,
+      rescheduled_invocations: invocations.rescheduled
+    }
   })
 
 /** Close, liveness timeout or `node.deregister` (spec §3.8): the node and its agents go offline, keeping their routing. */
@@ -204,6 +217,8 @@ export const nodeOffline = (nodeId: string) =>
       WHERE id = ${nodeId}`
     yield* sql`UPDATE agents SET status = 'offline', last_seen = ${at}
       WHERE location_type = 'via_node' AND location_node_id = ${nodeId}`
+    const actions = yield* Actions
+    yield* actions.onNodeLost(nodeId)
   })
 
 export const ack = (session: NodeSession, agent: string, upToSeq: number) =>

@@ -55,5 +55,21 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
     `CREATE TABLE reactions (
       id TEXT PRIMARY KEY, message_id TEXT NOT NULL, agent_id TEXT NOT NULL, emoji TEXT NOT NULL,
       created_at INTEGER NOT NULL, UNIQUE (message_id, agent_id, emoji))`
+  ],
+  [
+    `CREATE TABLE actions (
+      id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+      handler_agent_id TEXT, handler_node_id TEXT, input_schema TEXT NOT NULL DEFAULT '{}',
+      output_schema TEXT NOT NULL DEFAULT '{}', available_to TEXT, is_active INTEGER NOT NULL DEFAULT 1,
+      created_at INTEGER NOT NULL, UNIQUE (workspace_id, name))`,
+    `CREATE TABLE invocations (
+      id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, action_name TEXT NOT NULL, frame_action TEXT NOT NULL,
+      kind TEXT NOT NULL, caller_id TEXT NOT NULL, caller_name TEXT NOT NULL, caller_agent_id TEXT,
+      input TEXT NOT NULL, status TEXT NOT NULL, handler_agent_id TEXT, handler_node_id TEXT, target_node_id TEXT,
+      dispatched_node_id TEXT, queued_node_id TEXT, attempted_node_ids TEXT NOT NULL DEFAULT '[]',
+      dispatch_attempts INTEGER NOT NULL DEFAULT 0, dispatched_at INTEGER, retry_after_at INTEGER,
+      reserved_node_id TEXT, output TEXT, error TEXT, created_at INTEGER NOT NULL, completed_at INTEGER)`,
+    `CREATE INDEX invocations_open ON invocations (status, dispatched_node_id)`,
+    `CREATE INDEX invocations_queue ON invocations (queued_node_id, status)`
   ]
 ]

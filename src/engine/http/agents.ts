@@ -88,7 +88,6 @@ export const agentDetail = (agent: AgentRow) =>
       SELECT id, message_id, seq, status FROM deliveries
       WHERE agent_id = ${agent.id} AND status IN ('queued', 'delivered') ORDER BY seq LIMIT 100`
     const provided = yield* sql<{ name: string }>`SELECT name FROM actions WHERE handler_agent_id = ${agent.id} ORDER BY name`
-      .pipe(Effect.orElseSucceed(() => []))
     return {
       ...agentJson(agent),
       channels: channels.map((channel) => ({ ...channel, joined_at: iso(channel.joined_at) })),
