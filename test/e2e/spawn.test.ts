@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, request as httpRequest, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import WebSocket from "ws"
+import WebSocket, { WebSocketServer } from "ws"
 
 // Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
 // terminal I/O, release, and the failures the API reports. Build first: `npx tsc -p tsconfig.build.json`.
@@ -88,6 +90,89 @@ interface RunningDaemon {
   /** The engine as the daemon uses it: its URL and workspace key (from /api/session). */
   readonly engine: (method: string, path: string, body?: unknown) => Effect.Effect<Answer>
 }
+
+/** `relay-broker engine` on a free port; resolves with its URL. */
+const startEngine = (root: string) =>
+  Effect.gen(function*() {
+    const engine = yield* started(["engine", "--port", "0", "--data", join(root, "engine")], cleanEnv(root))
+    const url = yield* until(engine, () => /engine listening on (\S+)$/.exec(engine.stdout[0] ?? "")?.[1])
+    return { engine, url }
+  })
+
+interface NodeProxy {
+  readonly url: string
+  /** Every frame the node sent, parsed, in order. */
+  readonly fromNode: Array<any>
+  /** Every frame the engine sent to the node, parsed, in order. */
+  readonly toNode: Array<any>
+  /** Writes a frame to the node as if the engine had sent it. */
+  readonly inject: (frame: unknown) => void
+}
+
+/**
+ * A pass-through between the daemon and the engine: HTTP is forwarded as it is; the node WebSocket
+ * is bridged frame by frame and recorded both ways, and frames can be slipped in towards the node.
+ */
+const startProxy = (engineUrl: string) =>
+  Effect.acquireRelease(
+    Effect.promise(() =>
+      new Promise<{ readonly server: Server; readonly proxy: NodeProxy }>((resolve) => {
+        const target = new URL(engineUrl)
+        const fromNode: Array<any> = []
+        const toNode: Array<any> = []
+        const nodeSockets: Array<WebSocket> = []
+        const wss = new WebSocketServer({ noServer: true })
+        const server = createServer((req, res) => {
+          const upstream = httpRequest(
+            { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+            (answer) => {
+              res.writeHead(answer.statusCode ?? 502, answer.headers)
+              answer.pipe(res)
+            }
+          )
+          upstream.on("error", () => res.writeHead(502).end())
+          req.pipe(upstream)
+        })
+        server.on("upgrade", (req, socket, head) => {
+          const headers: Record<string, string> = {}
+          if (typeof req.headers.authorization === "string") headers["authorization"] = req.headers.authorization
+          const upstream = new WebSocket(`${engineUrl.replace("http", "ws")}${req.url}`, { headers })
+          upstream.on("unexpected-response", (_request, answer) => {
+            socket.end(`HTTP/1.1 ${answer.statusCode} Refused\r\nconnection: close\r\n\r\n`)
+          })
+          upstream.on("error", () => socket.destroy())
+          upstream.on("open", () =>
+            wss.handleUpgrade(req, socket, head, (node) => {
+              nodeSockets.push(node)
+              node.on("message", (data) => {
+                fromNode.push(JSON.parse(data.toString()))
+                upstream.send(data.toString())
+              })
+              upstream.on("message", (data) => {
+                toNode.push(JSON.parse(data.toString()))
+                node.send(data.toString())
+              })
+              node.on("close", () => upstream.close())
+              upstream.on("close", () => node.close())
+            }))
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const port = (server.address() as AddressInfo).port
+          const inject = (frame: unknown) => {
+            for (const node of nodeSockets) if (node.readyState === WebSocket.OPEN) node.send(JSON.stringify(frame))
+          }
+          resolve({ server, proxy: { url: `http://127.0.0.1:${port}`, fromNode, toNode, inject } })
+        })
+      })
+    ),
+    ({ server }) =>
+      Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections()
+          server.close(() => resolve())
+        })
+      )
+  ).pipe(Effect.map(({ proxy }) => proxy))
 
 /** `relay-broker up` in `root`, once its node is connected to the engine. */
 const startDaemon = (root: string, env: NodeJS.ProcessEnv) =>
@@ -235,8 +320,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
   it.scopedLive("bind failure (the engine is gone): 500 bind_failed and no process is started", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const engine = yield* started(["engine", "--port", "0", "--data", join(root, "engine")], cleanEnv(root))
-      const engineUrl = yield* until(engine, () => /engine listening on (\S+)$/.exec(engine.stdout[0] ?? "")?.[1])
+      const { engine, url: engineUrl } = yield* startEngine(root)
       // A short request timeout so the bind gives up quickly once the engine stops answering.
       const daemon = yield* startDaemon(
         root,
@@ -252,5 +336,78 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
       assert.deepStrictEqual([failed.status, failed.body.code], [500, "bind_failed"], JSON.stringify(failed.body))
       assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), before)
       assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents.map((agent: any) => agent.name), ["before"])
+    }))
+})
+
+describe.skipIf(!existsSync(mainJs))("spawn through the engine (action.invoke)", () => {
+  it.scopedLive("spawn:claude from the engine starts the agent once; a repeated invocation id starts nothing", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      // A stand-in `claude` on the daemon's PATH: the node advertises spawn:claude for it.
+      const bin = join(root, "bin")
+      mkdirSync(bin, { recursive: true })
+      writeFileSync(join(bin, "claude"), "#!/bin/sh\nexec cat\n")
+      chmodSync(join(bin, "claude"), 0o755)
+      const { url: engineUrl } = yield* startEngine(root)
+      const proxy = yield* startProxy(engineUrl)
+      const daemon = yield* startDaemon(
+        root,
+        cleanEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}` })
+      )
+      const register = proxy.fromNode.find((frame) => frame.type === "node.register")
+      assert.deepStrictEqual(register?.capabilities, [{ name: "spawn:claude" }])
+
+      const resultsFor = (invocationId: string) =>
+        proxy.fromNode.filter((frame) => frame.type === "action.result" && frame.invocation_id === invocationId)
+
+      const invocation = yield* daemon.engine("POST", "/v1/agents/spawn", {
+        name: "from-engine",
+        cli: "claude",
+        task: "hello from the engine"
+      })
+      assert.strictEqual(invocation.status, 201, JSON.stringify(invocation.body))
+      const invocationId: string = invocation.body.data.invocation_id
+      const [result] = yield* until(daemon.proc, () => resultsFor(invocationId).length >= 1 ? resultsFor(invocationId) : undefined)
+      assert.strictEqual(result.output.spawned, true)
+      assert.strictEqual(result.output.name, "from-engine")
+      const pid: number = result.output.pid
+      assert.isTrue(isAlive(pid))
+      const invoke = proxy.toNode.find((frame) => frame.type === "action.invoke" && frame.invocation_id === invocationId)
+      assert.strictEqual(invoke?.action, "spawn:claude")
+      // The task arrives as the agent's first message.
+      yield* screenShows(daemon, "from-engine", "hello from the engine")
+
+      // The engine re-sends the same invocation (as after a dispatch timeout): the recorded result, nothing new.
+      const childrenBefore = childrenOf(daemon.proc.child.pid!)
+      const answered = resultsFor(invocationId).length
+      proxy.inject(invoke)
+      const repeated = yield* until(daemon.proc, () =>
+        resultsFor(invocationId).length > answered ? resultsFor(invocationId) : undefined)
+      for (const again of repeated) assert.deepStrictEqual(again, result)
+      assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), childrenBefore)
+      const listed = yield* daemon.call("GET", "/api/spawned")
+      assert.deepStrictEqual(listed.body.agents.map((agent: any) => [agent.name, agent.pid]), [["from-engine", pid]])
+
+      // Errors the engine's own validation would not let through, slipped in directly.
+      proxy.inject({ v: 1, type: "action.invoke", invocation_id: "inv_nocli", action: "spawn", input: { name: "x" } })
+      proxy.inject({ v: 1, type: "action.invoke", invocation_id: "inv_review", action: "review", input: {} })
+      proxy.inject({ v: 1, type: "action.invoke", invocation_id: "inv_ghost", action: "release", input: { name: "ghost" } })
+      const errors = yield* until(daemon.proc, () => {
+        const all = ["inv_nocli", "inv_review", "inv_ghost"].map((id) => resultsFor(id)[0]?.error)
+        return all.every((error) => error !== undefined) ? all : undefined
+      })
+      assert.match(errors[0], /^spawn_missing_cli: /)
+      assert.strictEqual(errors[1], "unsupported_action: review")
+      assert.strictEqual(errors[2], "unknown_agent: ghost")
+
+      // Release through the engine. (The engine may dispatch it twice: our inventory.sync after the
+      // release reschedules the still-open invocation; the repeat gets the recorded result.)
+      const release = yield* daemon.engine("POST", "/v1/agents/release", { name: "from-engine" })
+      assert.strictEqual(release.status, 201, JSON.stringify(release.body))
+      const releaseId: string = release.body.data.invocation_id
+      const [released] = yield* until(daemon.proc, () => resultsFor(releaseId).length >= 1 ? resultsFor(releaseId) : undefined)
+      assert.deepStrictEqual(released.output, { released: true, name: "from-engine" })
+      assert.isFalse(isAlive(pid))
+      assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents, [])
     }))
 })
