@@ -44,6 +44,8 @@ if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))
 if (option("--step-seconds")) settings.stepMs = Number(option("--step-seconds")) * 1000
 const DM_SHARE = 0.1
+// A throughput step only counts as sustained if its p99 latency stays under this (no growing backlog).
+const LATENCY_BOUND_MS = 1000
 // Channel traffic goes to #general: the engine joins every agent registered through a node to it, so
 // both brokers' agents are members (upstream does not join agents to the channels named at spawn).
 const CHANNEL = "general"
@@ -139,7 +141,7 @@ const runKind = async (kind, { binary, runDir }) => {
         if (!inChannel) bucket.notes.push(`not every agent is a member of #${CHANNEL}; throughput used DMs only`)
         log(`${kind}: throughput, ${names.length} agents, ${inChannel ? `#${CHANNEL} + DMs` : "DMs only"}`)
         await attempt(bucket, "throughput", () =>
-          runThroughput({ fleet, engine, sender, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, log })
+          runThroughput({ fleet, engine, sender, broker, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, latencyBoundMs: LATENCY_BOUND_MS, deliverLog, log })
         )
         if (bucket.results.throughput?.best?.rate === settings.rates.at(-1)) {
           bucket.notes.push(`every rate up to ${settings.rates.at(-1)} deliveries/s was sustained: the ladder's top, not a limit`)
@@ -183,6 +185,8 @@ const rowsOf = (us, upstream, micro) => {
     rows.push({ label: `throughput sustained, ${n} agents (deliveries/s)`, unit: "msg/s", us: throughputBest(us), upstream: upstream ? throughputBest(upstream) : undefined, higherIsBetter: true, goal: "≥ 5,000/s" })
     rows.push(row("  latency p50 at that rate", "ms", "throughput.best.latency.p50"))
     rows.push(row("  latency p99 at that rate", "ms", "throughput.best.latency.p99"))
+    rows.push(row("  broker part p99 (frame → read)", "ms", "throughput.best.brokerLatency.p99"))
+    rows.push(row("  broker CPU per 1,000 deliveries", "ms", "throughput.best.brokerCpuMsPer1000"))
   }
   if (wants("memory") || wants("throughput")) {
     rows.push(row("broker RSS idle", "MB", "memory.idle.selfMb"))

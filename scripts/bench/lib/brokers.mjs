@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { request } from "./http.mjs"
 import { now, sleep, start } from "./procs.mjs"
-import { treeMemory } from "./proctree.mjs"
+import { treeCpuMs, treeMemory } from "./proctree.mjs"
 
 const LISTENING = /API listening on (https?:\/\/\S+)/
 
@@ -141,6 +141,8 @@ const makeHandle = (kind, { proc, url, apiKey, name, stateDir, listeningAt, onli
     release: (agentName) => request("DELETE", `${url}/api/spawned/${encodeURIComponent(agentName)}`, { headers }),
     /** Broker RSS, agent (sink) RSS and other helper processes (upstream's per-agent wrappers). */
     memory: () => treeMemory(proc.pid, isSinkAgent),
+    /** CPU ms used so far by the broker and its helpers (not the agents), or undefined without /proc. */
+    cpuMs: () => treeCpuMs(proc.pid, isSinkAgent),
     stop: () => proc.stop(5000)
   }
 }

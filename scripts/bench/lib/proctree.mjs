@@ -5,7 +5,9 @@ import { existsSync, readdirSync, readFileSync } from "node:fs"
 
 const hasProc = existsSync("/proc/self/stat")
 
-/** [{pid, ppid, rssKb, cmd, argv}] for every process we can see (`argv` is approximate with `ps`). */
+const TICKS_PER_SECOND = 100 // USER_HZ: 100 on every Linux build that matters
+
+/** [{pid, ppid, rssKb, cpuMs, cmd, argv}] for every process we can see (`argv` is approximate and `cpuMs` absent with `ps`). */
 export const listProcesses = () => {
   if (!hasProc) {
     const text = execFileSync("ps", ["-A", "-o", "pid=,ppid=,rss=,command="], { encoding: "utf8" })
@@ -24,7 +26,9 @@ export const listProcesses = () => {
       const status = readFileSync(`/proc/${entry}/status`, "utf8")
       const rss = /VmRSS:\s+(\d+)/.exec(status)
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean)
-      processes.push({ pid: Number(entry), ppid: Number(fields[1]), rssKb: rss ? Number(rss[1]) : 0, cmd: argv.join(" "), argv })
+      // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
+      const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND
+      processes.push({ pid: Number(entry), ppid: Number(fields[1]), rssKb: rss ? Number(rss[1]) : 0, cpuMs, cmd: argv.join(" "), argv })
     } catch {
       // The process ended while we read it.
     }
@@ -66,4 +70,11 @@ export const treeMemory = (pid, isAgent) => {
     helpersMb: mb(others),
     helperCount: others.length
   }
+}
+
+/** CPU time (user + system, ms) used so far by the process and its descendants that are not agents. */
+export const treeCpuMs = (pid, isAgent) => {
+  const tree = processTree(pid)
+  if (tree.length === 0 || tree[0].cpuMs === undefined) return undefined
+  return tree.filter((p, i) => i === 0 || !isAgent(p)).reduce((sum, p) => sum + p.cpuMs, 0)
 }
