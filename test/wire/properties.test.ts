@@ -1,0 +1,90 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, FastCheck, type Schema } from "effect"
+import * as Wire from "../../src/wire/index.js"
+
+const fastCheck = { fastCheck: { numRuns: 200 } }
+
+const nodeFrames: ReadonlyArray<readonly [string, Schema.Schema<any, any>]> = [
+  ["node.register", Wire.NodeRegister],
+  ["node.heartbeat", Wire.NodeHeartbeat],
+  ["node.deregister", Wire.NodeDeregister],
+  ["agent.register", Wire.AgentRegister],
+  ["agent.deregister", Wire.AgentDeregister],
+  ["delivery.ack", Wire.DeliveryAck],
+  ["action.result", Wire.ActionResult],
+  ["inventory.sync", Wire.InventorySync]
+]
+
+const serverFrames: ReadonlyArray<readonly [string, Schema.Schema<any, any>]> = [
+  ["deliver", Wire.Deliver],
+  ["action.invoke", Wire.ActionInvoke],
+  ["context.update", Wire.ContextUpdate],
+  ["ping", Wire.Ping],
+  ["reply", Wire.Reply],
+  ["error", Wire.ErrorFrame]
+]
+
+describe("every frame type round-trips: an arbitrary value encodes, then decodes, to the same value", () => {
+  it("the tables list every frame type", () => {
+    assert.deepStrictEqual(nodeFrames.map(([type]) => type), [...Wire.nodeFrameTypes])
+    assert.sameMembers(serverFrames.map(([type]) => type), [...Wire.serverFrameTypes])
+  })
+
+  for (const [type, schema] of nodeFrames) {
+    it.prop(`${type} (node → server)`, [schema], ([frame]) => {
+      assert.strictEqual(frame.type, type)
+      const decoded = Effect.runSync(Effect.flatMap(Wire.encodeNodeFrame(frame), Wire.decodeNodeFrame))
+      assert.deepStrictEqual(decoded, frame)
+    }, fastCheck)
+  }
+
+  for (const [type, schema] of serverFrames) {
+    it.prop(`${type} (server → node)`, [schema], ([frame]) => {
+      assert.strictEqual(frame.type, type)
+      const decoded = Effect.runSync(Effect.flatMap(Wire.encodeServerFrame(frame), Wire.decodeServerFrame))
+      assert.deepStrictEqual(decoded, frame)
+    }, fastCheck)
+  }
+})
+
+/** Decoding ends in success or a `WireDecodeError` failure: never a defect or a throw. */
+const assertTotal = (decode: (text: string) => Effect.Effect<unknown, Wire.WireDecodeError>, text: string, mustFail: boolean) => {
+  const exit = Effect.runSyncExit(Effect.suspend(() => decode(text)))
+  if (Exit.isSuccess(exit)) {
+    assert.isFalse(mustFail, `decoded junk: ${text}`)
+    return
+  }
+  assert.isFalse(Cause.isDie(exit.cause), Cause.pretty(exit.cause))
+  const failure = Cause.failureOption(exit.cause)
+  assert.isTrue(failure._tag === "Some" && failure.value instanceof Wire.WireDecodeError, Cause.pretty(exit.cause))
+}
+
+const decoders: ReadonlyArray<readonly [string, (text: string) => Effect.Effect<unknown, Wire.WireDecodeError>]> = [
+  ["decodeServerFrame", Wire.decodeServerFrame],
+  ["decodeNodeFrame", Wire.decodeNodeFrame]
+]
+
+const allTypes = [...Wire.nodeFrameTypes, ...Wire.serverFrameTypes, "mystery"]
+
+/** Objects that look like frames (a known `type`, maybe `v: 1`) with junk fields, to reach the schemas. */
+const frameLikeJunk = FastCheck.tuple(
+  FastCheck.dictionary(FastCheck.string(), FastCheck.jsonValue(), { maxKeys: 6 }),
+  FastCheck.constantFrom(...allTypes),
+  FastCheck.constantFrom<ReadonlyArray<unknown>>([1], [2], ["1"], [])
+).map(([fields, type, v]) => JSON.stringify({ ...fields, type, ...(v.length === 0 ? {} : { v: v[0] }) }))
+
+describe("arbitrary junk decodes to a WireDecodeError, never a throw", () => {
+  for (const [name, decode] of decoders) {
+    it.prop(`${name}: JSON values without a frame type`, [FastCheck.jsonValue()], ([json]) =>
+      assertTotal(decode, JSON.stringify(json), !(typeof json === "object" && json !== null && "type" in json)), fastCheck)
+
+    it.prop(`${name}: anything stringified`, [FastCheck.anything()], ([value]) =>
+      assertTotal(decode, String(JSON.stringify(value)), false), fastCheck)
+
+    it.prop(`${name}: arbitrary text`, [FastCheck.string({ unit: "binary" })], ([text]) =>
+      assertTotal(decode, text, false), fastCheck)
+
+    it.prop(`${name}: frame-like objects with junk fields`, [frameLikeJunk], ([text]) =>
+      assertTotal(decode, text, false), fastCheck)
+  }
+})
