@@ -182,7 +182,7 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
       assert.deepStrictEqual(children.filter(isAlive), [])
     }))
 
-  it.scopedLive("a restart reuses the local workspace and honours RELAY_BROKER_API_KEY", () =>
+  it.scopedLive("a restart reuses the local workspace and honours RELAY_BROKER_API_KEY; SIGINT and /api/shutdown exit 0", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
       const stateDir = join(root, "state")
@@ -190,7 +190,7 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
       const first = yield* startDaemon(stateDir, env)
       const workspace = readFileSync(join(stateDir, "workspace.json"), "utf8")
       assert.strictEqual(readJson(join(stateDir, "connection.json")).api_key, "br_00000000000000000000000000000001")
-      first.child.kill("SIGTERM")
+      first.child.kill("SIGINT")
       assert.strictEqual(yield* Effect.promise(() => first.exited), 0)
 
       const second = yield* startDaemon(stateDir, env)
@@ -199,8 +199,11 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
       const session = yield* api(url, "br_00000000000000000000000000000001", "GET", "/api/session")
       assert.strictEqual(session.status, 200)
       assert.strictEqual(session.body.workspace_key, JSON.parse(workspace).api_key)
-      second.child.kill("SIGINT")
+      // POST /api/shutdown: answered, then the same clean exit as on a signal.
+      const shutdown = yield* api(url, "br_00000000000000000000000000000001", "POST", "/api/shutdown")
+      assert.deepStrictEqual(shutdown.body, { status: "shutting_down" })
       assert.strictEqual(yield* Effect.promise(() => second.exited), 0)
+      assert.isFalse(existsSync(join(stateDir, "connection.json")))
     }))
 
   it.scopedLive("an API port that is taken: exit 1 with a clear error, no listening line, no connection.json", () =>
