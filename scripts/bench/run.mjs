@@ -38,7 +38,7 @@ const wants = (name) => only.includes(name)
 const brokers = option("--brokers")?.split(",") ?? ["us", "upstream"]
 
 const settings = quick
-  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 20000 }
+  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 15000 }
   : { agents: 50, latencyCount: 1000, latencyWarmup: 20, perMessageTimeoutMs: 10000, rates: [50, 100, 200, 400, 800, 1600, 3200, 6400, 12800], stepMs: 30000, drainMs: 5000, startupRuns: 10, microMs: 2000, idleSettleMs: 2000, installTimeoutMs: 120000 }
 if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))

@@ -39,11 +39,15 @@ export const ensureUpstream = async ({ root, explicit, installTimeoutMs }) => {
   mkdirSync(prefix, { recursive: true })
   try {
     const npm = process.platform === "win32" ? "npm.cmd" : "npm"
-    await run(npm, ["install", "--prefix", prefix, "--no-save", "--no-audit", "--no-fund", "--no-package-lock", `${pkg}@${UPSTREAM_VERSION}`], {
+    // Few, short retries: without a network this must give up well within the quick run's minute.
+    const fetchTimeout = String(Math.max(2000, Math.floor(installTimeoutMs / 2)))
+    await run(npm, ["install", "--prefix", prefix, "--no-save", "--no-audit", "--no-fund", "--no-package-lock", "--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=2000", `--fetch-timeout=${fetchTimeout}`, `${pkg}@${UPSTREAM_VERSION}`], {
       timeout: installTimeoutMs
     })
   } catch (error) {
-    const detail = (error.stderr || error.message || String(error)).trim().split("\n").slice(-2).join(" ")
+    const lines = (error.stderr || error.message || String(error)).trim().split("\n").filter((line) => !/^npm warn/i.test(line))
+    const errors = lines.filter((line) => /^npm error/i.test(line))
+    const detail = error.killed ? `npm install timed out after ${installTimeoutMs} ms` : (errors.length > 0 ? errors.slice(0, 2) : lines.slice(-2)).join(" ")
     return { reason: `could not install ${pkg}@${UPSTREAM_VERSION}: ${detail}` }
   }
   const version = existsSync(binary) ? await versionOf(binary) : undefined
