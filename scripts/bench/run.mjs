@@ -180,6 +180,7 @@ const rowsOf = (us, upstream, micro) => {
     for (const q of ["p50", "p90", "p99", "max"]) rows.push(row(`latency ${q} (send → agent reads)`, "ms", `latency.endToEnd.${q}`, q === "p50" ? { goal: "≤ 5 ms" } : {}))
     rows.push(row("broker overhead p50 (deliver frame → read)", "ms", "latency.overhead.p50", { goal: "≤ 2 ms" }))
     rows.push(row("broker overhead p99", "ms", "latency.overhead.p99", { goal: "≤ 10 ms" }))
+    rows.push(row("  engine part p50 (send → deliver frame)", "ms", "latency.enginePart.p50"))
   }
   if (wants("throughput")) {
     rows.push({ label: `throughput sustained, ${n} agents (deliveries/s)`, unit: "msg/s", us: throughputBest(us), upstream: upstream ? throughputBest(upstream) : undefined, higherIsBetter: true, goal: "≥ 5,000/s" })

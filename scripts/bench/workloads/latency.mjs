@@ -33,6 +33,7 @@ export const runLatency = async ({ fleet, engine, sender, agent, count, warmup, 
 
   const endToEnd = []
   const overhead = []
+  const enginePart = []
   let duplicates = 0
   for (const { mark, msgId, sentAt } of sent) {
     const readAt = fleet.first(mark, agent)
@@ -40,7 +41,10 @@ export const runLatency = async ({ fleet, engine, sender, agent, count, warmup, 
     duplicates += fleet.count(mark, agent) - 1
     endToEnd.push(readAt - sentAt)
     const writtenAt = firstWrite.get(`${msgId}|${agent}`)
-    if (writtenAt !== undefined) overhead.push(readAt - writtenAt)
+    if (writtenAt !== undefined) {
+      overhead.push(readAt - writtenAt)
+      enginePart.push(writtenAt - sentAt)
+    }
   }
   return {
     sent: sent.length,
@@ -48,6 +52,8 @@ export const runLatency = async ({ fleet, engine, sender, agent, count, warmup, 
     duplicates,
     endToEnd: summarize(endToEnd),
     overhead: summarize(overhead),
+    // send → the engine wrote the deliver frame: the sender's HTTP call and the engine's own work.
+    enginePart: summarize(enginePart),
     overheadSource: overhead.length > 0 ? "engine deliver log" : "none (the engine wrote no deliver log)"
   }
 }
