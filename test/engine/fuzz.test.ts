@@ -46,7 +46,7 @@ describe("engine fuzz", () => {
 
       for (const text of fc.sample(frames, { numRuns: frameCount, seed })) client.send(text)
       // Frames are handled in order: the answer to this one means every fuzz frame was handled.
-      const last = yield* client.request({ ...registerFrame(node), id: "after_fuzz" })
+      const last = yield* client.request({ ...registerFrame(node), id: "after_fuzz" }, "90 seconds")
       assert.strictEqual(last.type, "reply")
       assert.isFalse(client.closed)
       for (const frame of client.frames) {

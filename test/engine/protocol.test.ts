@@ -239,4 +239,37 @@ describe("engine /v1/node/ws", () => {
       assert.strictEqual(frame.payload.data.text, "to the new socket")
       assert.strictEqual(first.delivers().length, 0)
     }))
+
+  it.scopedLive("an SDK direct client: node-token, ?token= upgrade, register as a direct node, receive and ack its DMs", () =>
+    Effect.gen(function*() {
+      const { url, ws } = yield* setup
+      const alice = yield* createAgent(ws, "alice")
+      const sdk = yield* createAgent(ws, "sdk-agent")
+      const direct = yield* data(url, "POST", "/v1/agent/node-token", { token: sdk.token })
+      assert.deepStrictEqual(Object.keys(direct).sort(), ["node_id", "node_name", "token"])
+      assert.strictEqual(direct.node_id, `node_direct_${sdk.id}`)
+      const client = yield* connect(url, direct.token, { via: "query" })
+      const reply = yield* client.request({
+        v: 1,
+        id: "sdk-direct-1",
+        type: "node.register",
+        node_id: direct.node_id,
+        name: direct.node_name,
+        capabilities: [],
+        max_agents: 1,
+        tags: ["implicit", "direct", "sdk"],
+        version: "sdk-typescript/5.0.7"
+      })
+      assert.strictEqual(reply.data.role, "direct")
+      yield* data(url, "POST", "/v1/dm", { token: alice.token, body: { to: "sdk-agent", text: "hello sdk" } })
+      const [frame] = yield* client.waitFor((f) => f.type === "deliver")
+      assert.deepStrictEqual([frame.agent, frame.seq, frame.payload.data.text], ["sdk-agent", 1, "hello sdk"])
+      yield* sendAndSettle(client, { v: 1, type: "delivery.ack", agent: frame.agent, up_to_seq: frame.seq })
+      const acked = yield* data(url, "GET", "/v1/deliveries?status=acked", { token: sdk.token })
+      assert.deepStrictEqual(acked.map((d: any) => d.seq), [1])
+      // A second token refresh keeps the node; the old token stops working.
+      const refreshed = yield* data(url, "POST", "/v1/agent/node-token", { token: sdk.token })
+      assert.strictEqual(refreshed.node_id, direct.node_id)
+      assert.deepStrictEqual(yield* tryConnect(url, direct.token), { _tag: "Rejected", status: 401 })
+    }))
 })

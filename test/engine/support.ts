@@ -1,4 +1,4 @@
-import { Effect, type Scope } from "effect"
+import { type Duration, Effect, type Scope } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -126,7 +126,7 @@ export class NodeClient {
   }
 
   /** Waits until `count` frames (in total) satisfy `predicate`; returns them. */
-  waitFor(predicate: (frame: any) => boolean, count = 1): Effect.Effect<Array<any>> {
+  waitFor(predicate: (frame: any) => boolean, count = 1, timeout: Duration.DurationInput = "10 seconds"): Effect.Effect<Array<any>> {
     return Effect.async<Array<any>>((resume) => {
       const check = () => {
         const found = this.frames.filter(predicate)
@@ -142,15 +142,15 @@ export class NodeClient {
       }
       check()
     }).pipe(
-      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error(`timed out waiting for frames: ${JSON.stringify(this.frames)}`) }),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`timed out waiting for frames: ${JSON.stringify(this.frames).slice(0, 2000)}`) }),
       Effect.orDie
     )
   }
 
   /** Sends a frame with `id` and waits for the reply or error carrying that id. */
-  request(frame: Record<string, unknown> & { readonly id: string }): Effect.Effect<any> {
+  request(frame: Record<string, unknown> & { readonly id: string }, timeout?: Duration.DurationInput): Effect.Effect<any> {
     this.send(frame)
-    return Effect.map(this.waitFor((f) => (f.type === "reply" || f.type === "error") && f.id === frame.id), (found) => found[0])
+    return Effect.map(this.waitFor((f) => (f.type === "reply" || f.type === "error") && f.id === frame.id, 1, timeout), (found) => found[0])
   }
 
   waitClosed(): Effect.Effect<void> {

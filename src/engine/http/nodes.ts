@@ -158,7 +158,54 @@ const unbindAgent = handle(Effect.gen(function*() {
   return noContent()
 }))
 
+/**
+ * `POST /v1/agent/node-token` (agent token): the agent's implicit direct node (`role=direct`,
+ * `max_agents=1`), with a fresh token; the agent becomes `via_node` on it (spec §2.3, §3.9).
+ */
+const directNodeToken = handle(Effect.gen(function*() {
+  const { sql } = yield* EngineStore
+  const { workspace, agent } = yield* authenticate("agent")
+  const nodeId = `node_direct_${agent!.id}`
+  const [bound] = yield* sql<{ node_id: string }>`SELECT node_id FROM bindings
+    WHERE agent_id = ${agent!.id} AND status = 'active' AND node_id != ${nodeId}`
+  if (bound !== undefined) {
+    return yield* Effect.fail(conflict("agent_bound_to_node", `Agent "${agent!.name}" is bound to another node`))
+  }
+  const token = newNodeToken()
+  const at = yield* now
+  const [existing] = yield* sql<NodeRow>`SELECT * FROM nodes WHERE id = ${nodeId}`
+  if (existing === undefined) {
+    const row: NodeRow = {
+      id: nodeId,
+      workspace_id: workspace.id,
+      name: `direct-${agent!.id}`,
+      token_hash: sha256Hex(token),
+      kind: "ws",
+      role: "direct",
+      capabilities: "[]",
+      max_agents: 1,
+      active_agents: 0,
+      reserved_agents: 0,
+      tags: JSON.stringify(["implicit", "direct"]),
+      version: "implicit",
+      status: "offline",
+      handlers_live: 0,
+      load: 0,
+      last_heartbeat_at: null,
+      delivery: null,
+      created_at: at
+    }
+    yield* sql`INSERT INTO nodes ${sql.insert(row)}`
+  } else {
+    yield* sql`UPDATE nodes SET token_hash = ${sha256Hex(token)} WHERE id = ${nodeId}`
+  }
+  const [node] = yield* sql<NodeRow>`SELECT * FROM nodes WHERE id = ${nodeId}`
+  yield* bindAgentToNode(agent!, node!, {})
+  return ok({ node_id: nodeId, node_name: node!.name, token })
+}))
+
 export const routes = HttpRouter.empty.pipe(
+  HttpRouter.post("/v1/agent/node-token", directNodeToken),
   HttpRouter.post("/v1/nodes", createNode),
   HttpRouter.get("/v1/nodes", listNodes),
   HttpRouter.get("/v1/nodes/:name", getNode),
