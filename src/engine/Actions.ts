@@ -347,8 +347,7 @@ export const make = Effect.gen(function*() {
       return yield* Effect.fail(forbidden("action_denied", error))
     })
 
-  const invoke = (workspaceId: string, name: string, input: JsonObject, caller: Caller) =>
-    Effect.gen(function*() {
+  const invoke = Effect.fn("Actions.invoke")(function*(workspaceId: string, name: string, input: JsonObject, caller: Caller) {
       const [action] = yield* sql<ActionRow>`SELECT * FROM actions WHERE workspace_id = ${workspaceId} AND name = ${name} AND is_active = 1`
       if (action !== undefined) {
         const allowed = action.available_to === null ? [] : parseStrings(action.available_to)
@@ -391,8 +390,7 @@ export const make = Effect.gen(function*() {
       return yield* Effect.fail(notFound("action_not_found", `Action "${name}" not found`))
     })
 
-  const release = (workspaceId: string, input: { readonly name: string; readonly reason: string | null; readonly delete_agent: boolean }, caller: Caller) =>
-    Effect.gen(function*() {
+  const release = Effect.fn("Actions.release")(function*(workspaceId: string, input: { readonly name: string; readonly reason: string | null; readonly delete_agent: boolean }, caller: Caller) {
       const [agent] = yield* sql<AgentRow>`SELECT * FROM agents WHERE workspace_id = ${workspaceId} AND name = ${input.name}`
       if (agent === undefined) return yield* Effect.fail(notFound("agent_not_found", `Agent "${input.name}" not found`))
       if (agent.location_type !== "via_node" || agent.location_node_id === null) {
@@ -487,8 +485,7 @@ export const make = Effect.gen(function*() {
       }
     })
 
-  const drain = (nodeId: string) =>
-    Effect.gen(function*() {
+  const drain = Effect.fn("Actions.drain")(function*(nodeId: string) {
       if (!sockets.isConnected(nodeId)) return 0
       const queued = yield* sql<InvocationRow>`SELECT * FROM invocations WHERE queued_node_id = ${nodeId} AND status = 'pending'
         ORDER BY created_at, id LIMIT ${queueCap}`
@@ -506,8 +503,7 @@ export const make = Effect.gen(function*() {
       return queued.length
     })
 
-  const onResult = (nodeId: string, frame: ActionResult) =>
-    Effect.gen(function*() {
+  const onResult = Effect.fn("Actions.onResult")(function*(nodeId: string, frame: ActionResult) {
       const invocation = yield* load(frame.invocation_id)
       if (invocation === undefined || invocation.status !== "dispatched" || invocation.dispatched_node_id !== nodeId) return
       if (frame.error === "handler_unavailable") {
@@ -526,8 +522,7 @@ export const make = Effect.gen(function*() {
       yield* finish(invocation, "error" in frame && frame.error !== undefined ? { error: frame.error } : { output: frame.output ?? null })
     })
 
-  const onInventory = (nodeId: string, agents: ReadonlyArray<InventoryAgent>) =>
-    Effect.gen(function*() {
+  const onInventory = Effect.fn("Actions.onInventory")(function*(nodeId: string, agents: ReadonlyArray<InventoryAgent>) {
       const open = yield* sql<InvocationRow>`SELECT * FROM invocations WHERE status = 'dispatched' AND dispatched_node_id = ${nodeId}
         ORDER BY created_at`
       const byId = new Map(open.map((invocation) => [invocation.id, invocation]))
@@ -549,8 +544,7 @@ export const make = Effect.gen(function*() {
       return { open: open.length, completed, rescheduled }
     })
 
-  const onNodeLost = (nodeId: string) =>
-    Effect.gen(function*() {
+  const onNodeLost = Effect.fn("Actions.onNodeLost")(function*(nodeId: string) {
       const open = yield* sql<InvocationRow>`SELECT * FROM invocations WHERE status = 'dispatched' AND dispatched_node_id = ${nodeId}
         ORDER BY created_at`
       for (const invocation of open) yield* redispatch(invocation, true)
@@ -567,8 +561,7 @@ export const make = Effect.gen(function*() {
     return due.length
   })
 
-  const ensureCapabilityActions = (node: NodeRow, capabilities: ReadonlyArray<Capability>) =>
-    Effect.gen(function*() {
+  const ensureCapabilityActions = Effect.fn("Actions.ensureCapabilityActions")(function*(node: NodeRow, capabilities: ReadonlyArray<Capability>) {
       const at = yield* now
       for (const capability of capabilities) {
         if (capability.name.startsWith("spawn:")) continue
@@ -594,8 +587,7 @@ export const make = Effect.gen(function*() {
       }
     })
 
-  const completeByAgent = (invocation: InvocationRow, agent: AgentRow, result: { readonly output?: Json; readonly error?: string }) =>
-    Effect.gen(function*() {
+  const completeByAgent = Effect.fn("Actions.completeByAgent")(function*(invocation: InvocationRow, agent: AgentRow, result: { readonly output?: Json; readonly error?: string }) {
       if (invocation.kind !== "agent") {
         return yield* Effect.fail(forbidden("node_owned_invocation", "This invocation is completed by its node"))
       }

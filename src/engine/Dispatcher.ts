@@ -126,8 +126,7 @@ export const make = Effect.gen(function*() {
     return expired.length
   })
 
-  const post = (message: NewMessage) =>
-    Effect.gen(function*() {
+  const post = Effect.fn("Dispatcher.post")(function*(message: NewMessage) {
       const refused: Array<string> = []
       const payload = JSON.stringify({ type: message.eventType, data: message.payloadData })
       const { row, pending } = yield* transaction(Effect.gen(function*() {
@@ -251,15 +250,13 @@ export const make = Effect.gen(function*() {
         WHERE id = ${agent.id}`
     }))
 
-  const ackOne = (deliveryId: string) =>
-    Effect.gen(function*() {
+  const ackOne = Effect.fn("Dispatcher.ackOne")(function*(deliveryId: string) {
       const at = yield* now
       yield* sql`UPDATE deliveries SET status = 'acked', acked_at = ${at}
         WHERE id = ${deliveryId} AND status NOT IN ('acked', 'dead_lettered')`
     })
 
-  const fanOut = (event: FanOutEvent, agentIds: ReadonlyArray<string>) =>
-    Effect.gen(function*() {
+  const fanOut = Effect.fn("Dispatcher.fanOut")(function*(event: FanOutEvent, agentIds: ReadonlyArray<string>) {
       if (agentIds.length === 0) return 0
       // Hosted = located on a ws node through an active binding to that same node (spec §4.4).
       const hosted = yield* sql<{ id: string; name: string; node_id: string; kind: string }>`
