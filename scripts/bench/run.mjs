@@ -193,6 +193,11 @@ const rowsOf = (us, upstream, micro) => {
     rows.push(row("broker RSS idle", "MB", "memory.idle.selfMb"))
     rows.push(row(`broker RSS with ${n} agents`, "MB", "memory.withAgents.selfMb", { goal: "≤ 150 MB" }))
     rows.push(row(`  per-agent helper processes, ${n} agents`, "MB", "memory.withAgents.helpersMb"))
+    const withHelpers = (bucket) => {
+      const m = bucket?.results.memory?.withAgents
+      return m?.selfMb === undefined ? undefined : m.selfMb + m.helpersMb
+    }
+    rows.push({ label: `  broker + helpers, ${n} agents`, unit: "MB", us: withHelpers(us), upstream: upstream ? withHelpers(upstream) : undefined })
     rows.push(row(`  the ${n} agents themselves (same program)`, "MB", "memory.withAgents.agentsMb"))
     if (wants("throughput")) rows.push(row("broker RSS after throughput", "MB", "memory.afterThroughput.selfMb"))
   }
