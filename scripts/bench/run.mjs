@@ -13,7 +13,7 @@ import { startBroker } from "./lib/brokers.mjs"
 import { engineClient, startEngine } from "./lib/engine.mjs"
 import { closeHttp } from "./lib/http.mjs"
 import { installCleanup, isAborting, sleep, stopAll } from "./lib/procs.mjs"
-import { listProcesses } from "./lib/proctree.mjs"
+import { listProcesses, treeCpuMs } from "./lib/proctree.mjs"
 import { renderTable } from "./lib/table.mjs"
 import { ensureUpstream } from "./lib/upstream.mjs"
 import { makeFleet, warmUp } from "./workloads/fleet.mjs"
@@ -43,6 +43,7 @@ const settings = quick
 if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))
 if (option("--step-seconds")) settings.stepMs = Number(option("--step-seconds")) * 1000
+if (option("--rates")) settings.rates = option("--rates").split(",").map(Number)
 const DM_SHARE = 0.1
 // A throughput step only counts as sustained if its p99 latency stays under this (no growing backlog).
 const LATENCY_BOUND_MS = 1000
@@ -141,7 +142,7 @@ const runKind = async (kind, { binary, runDir }) => {
         if (!inChannel) bucket.notes.push(`not every agent is a member of #${CHANNEL}; throughput used DMs only`)
         log(`${kind}: throughput, ${names.length} agents, ${inChannel ? `#${CHANNEL} + DMs` : "DMs only"}`)
         await attempt(bucket, "throughput", () =>
-          runThroughput({ fleet, engine, sender, broker, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, latencyBoundMs: LATENCY_BOUND_MS, deliverLog, log })
+          runThroughput({ fleet, engine, engineCpuMs: () => treeCpuMs(engineProc.pid, () => false), sender, broker, channel: inChannel ? CHANNEL : undefined, rates: settings.rates, stepMs: settings.stepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, latencyBoundMs: LATENCY_BOUND_MS, deliverLog, log })
         )
         if (bucket.results.throughput?.best?.rate === settings.rates.at(-1)) {
           bucket.notes.push(`every rate up to ${settings.rates.at(-1)} deliveries/s was sustained: the ladder's top, not a limit`)
@@ -188,6 +189,7 @@ const rowsOf = (us, upstream, micro) => {
     rows.push(row("  latency p99 at that rate", "ms", "throughput.best.latency.p99"))
     rows.push(row("  broker part p99 (frame → read)", "ms", "throughput.best.brokerLatency.p99"))
     rows.push(row("  broker CPU per 1,000 deliveries", "ms", "throughput.best.brokerCpuMsPer1000"))
+    rows.push(row("  engine CPU per 1,000 deliveries", "ms", "throughput.best.engineCpuMsPer1000"))
   }
   if (wants("memory") || wants("throughput")) {
     rows.push(row("broker RSS idle", "MB", "memory.idle.selfMb"))

@@ -13,7 +13,7 @@ const TICK_MS = 5
 const MAX_IN_FLIGHT = 256
 
 /** One step: `rate` deliveries/s for `durationMs`, then wait up to `drainMs` for the fleet to read them. */
-const runStep = async ({ fleet, engine, sender, broker, channel, rate, durationMs, drainMs, dmShare, latencyBoundMs, step, frames }) => {
+const runStep = async ({ fleet, engine, engineCpuMs, sender, broker, channel, rate, durationMs, drainMs, dmShare, latencyBoundMs, step, frames }) => {
   const names = fleet.agents.map((a) => a.name)
   const channelRate = channel ? (rate * (1 - dmShare)) / names.length : 0
   const dmRate = channel ? rate * dmShare : rate
@@ -54,6 +54,7 @@ const runStep = async ({ fleet, engine, sender, broker, channel, rate, durationM
   const channelTarget = Math.round(channelRate * durationS)
   const due = (elapsedS, perSecond, target) => Math.min(target, Math.floor(elapsedS * perSecond) + 1)
   const cpuBefore = broker.cpuMs()
+  const engineCpuBefore = engineCpuMs()
   const startedAt = now()
   let behind = false
   while (now() - startedAt < durationMs) {
@@ -86,6 +87,7 @@ const runStep = async ({ fleet, engine, sender, broker, channel, rate, durationM
   }
   const drained = await fleet.waitFor(() => countRead() >= total, drainMs)
   const cpuAfter = broker.cpuMs()
+  const engineCpuAfter = engineCpuMs()
   fleet.poll()
   frames.poll()
   const readOnce = countRead()
@@ -131,7 +133,8 @@ const runStep = async ({ fleet, engine, sender, broker, channel, rate, durationM
     engineLatency: summarize(enginePart),
     brokerLatency: summarize(brokerPart),
     // Includes the drain wait, when the broker should be idle; per 1 000 deliveries read.
-    brokerCpuMsPer1000: cpuBefore === undefined || readOnce === 0 ? undefined : ((cpuAfter - cpuBefore) / readOnce) * 1000
+    brokerCpuMsPer1000: cpuBefore === undefined || readOnce === 0 ? undefined : ((cpuAfter - cpuBefore) / readOnce) * 1000,
+    engineCpuMsPer1000: engineCpuBefore === undefined || readOnce === 0 ? undefined : ((engineCpuAfter - engineCpuBefore) / readOnce) * 1000
   }
 }
 
@@ -145,16 +148,17 @@ const followFrames = (deliverLog) => {
   return { poll: follower.poll, close: follower.close, firstWrite: (msgId, agent) => first.get(`${msgId}|${agent}`) }
 }
 
+const cpu = (x) => (x === undefined ? "n/a" : `${x.toFixed(0)} ms`)
 const ms = (x) => (x === undefined ? "n/a" : `${x.toFixed(x >= 100 ? 0 : 1)} ms`)
 
 /** Climbs the rate ladder until a step is not sustained; reports every step and the best one. */
-export const runThroughput = async ({ fleet, engine, sender, broker, channel, rates, stepMs, drainMs, dmShare, latencyBoundMs, deliverLog, log }) => {
+export const runThroughput = async ({ fleet, engine, engineCpuMs, sender, broker, channel, rates, stepMs, drainMs, dmShare, latencyBoundMs, deliverLog, log }) => {
   const frames = followFrames(deliverLog)
   const steps = []
   let best
   try {
     for (const [index, rate] of rates.entries()) {
-      const result = await runStep({ fleet, engine, sender, broker, channel, rate, durationMs: stepMs, drainMs, dmShare, latencyBoundMs, step: index, frames })
+      const result = await runStep({ fleet, engine, engineCpuMs, sender, broker, channel, rate, durationMs: stepMs, drainMs, dmShare, latencyBoundMs, step: index, frames })
       steps.push(result)
       const why = [
         result.missing > 0 ? `${result.missing} not read` : "",
@@ -167,7 +171,7 @@ export const runThroughput = async ({ fleet, engine, sender, broker, channel, ra
         `  ${rate} deliveries/s for ${result.durationS} s: ${result.sustained ? "sustained" : `NOT sustained (${why.join(", ")})`}; ` +
           `latency p50 ${ms(result.latency.p50)} p99 ${ms(result.latency.p99)} ` +
           `(engine part p50 ${ms(result.engineLatency.p50)}, broker part p50 ${ms(result.brokerLatency.p50)} p99 ${ms(result.brokerLatency.p99)}); ` +
-          `broker CPU ${result.brokerCpuMsPer1000 === undefined ? "n/a" : `${result.brokerCpuMsPer1000.toFixed(0)} ms`} per 1 000 deliveries`
+          `CPU per 1 000 deliveries: broker ${cpu(result.brokerCpuMsPer1000)}, engine ${cpu(result.engineCpuMsPer1000)}`
       )
       if (!result.sustained) break
       best = result
