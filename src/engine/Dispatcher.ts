@@ -1,7 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer } from "effect"
 import type { Json, JsonObject } from "../wire/Json.js"
-import type { Deliver, WireEncodeError } from "../wire/index.js"
+import type { WireEncodeError } from "../wire/index.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { normKey } from "./ids.js"
@@ -62,6 +62,8 @@ export class Dispatcher extends Context.Tag("relay-broker/engine/Dispatcher")<Di
   readonly replayAgent: (agentId: string) => Effects<number>
   /** Cumulative `delivery.ack` from a node (spec §4.6). */
   readonly ack: (nodeId: string, agentName: string, upToSeq: number) => Effects<void>
+  /** Several cumulative acks (agent name, up_to_seq) in one transaction. */
+  readonly ackMany: (nodeId: string, acks: ReadonlyArray<readonly [string, number]>) => Effects<void>
   /** Acks one row without moving the cursor (`POST /v1/messages/:id/read`, `/v1/deliveries/:id/ack`). */
   readonly ackOne: (deliveryId: string) => Effects<void>
   /** Dead-letters every expired open row. */
@@ -90,18 +92,6 @@ export const make = Effect.gen(function*() {
   const sockets = yield* NodeSockets
   const config = yield* EngineConfig
 
-  const deliverFrame = (row: PendingRow): Deliver => ({
-    v: 1,
-    type: "deliver",
-    agent: row.agent_name,
-    agent_id: row.agent_id,
-    delivery_id: row.id,
-    msg_id: row.message_id,
-    seq: row.seq,
-    mode: row.mode === "steer" ? "steer" : "wait",
-    payload: JSON.parse(row.payload) as Json
-  })
-
   /** Writes each row to its node's socket, in order; marks the written ones `delivered`. */
   const push = (rows: ReadonlyArray<PendingRow>) =>
     Effect.gen(function*() {
@@ -109,7 +99,17 @@ export const make = Effect.gen(function*() {
       const sent: Array<string> = []
       for (const row of rows) {
         if (row.location_node_id === null) continue
-        if (yield* sockets.send(row.location_node_id, deliverFrame(row))) sent.push(row.id)
+        const written = sockets.sendDeliver(row.location_node_id, {
+          v: 1,
+          type: "deliver",
+          agent: row.agent_name,
+          agent_id: row.agent_id,
+          delivery_id: row.id,
+          msg_id: row.message_id,
+          seq: row.seq,
+          mode: row.mode === "steer" ? "steer" : "wait"
+        }, row.payload)
+        if (written) sent.push(row.id)
       }
       if (sent.length > 0) {
         const at = yield* now
@@ -147,20 +147,30 @@ export const make = Effect.gen(function*() {
         }
         yield* sql`INSERT INTO messages ${sql.insert(row)}`
         const pending: Array<PendingRow> = []
+        if (message.recipients.length === 0) return { row, pending }
+        // Three statements for any number of recipients: depth, seq allocation, rows.
+        const depths = yield* sql<{ agent_id: string; n: number }>`SELECT agent_id, COUNT(*) AS n FROM deliveries
+          WHERE ${sql.in("agent_id", message.recipients.map((r) => r.agent.id))}
+            AND status IN ('queued', 'delivered') AND expires_at > ${message.createdAt}
+          GROUP BY agent_id`
+        const depthOf = new Map(depths.map((d) => [d.agent_id, d.n]))
+        const allowed = message.recipients.filter((r) => {
+          if ((depthOf.get(r.agent.id) ?? 0) < config.depthCap) return true
+          refused.push(r.agent.id)
+          return false
+        })
+        if (allowed.length === 0) return { row, pending }
+        const allocated = yield* sql<{ id: string; name: string; last_seq: number; location_type: string; location_node_id: string | null }>`
+          UPDATE agents SET last_seq = last_seq + 1 WHERE ${sql.in("id", allowed.map((r) => r.agent.id))}
+          RETURNING id, name, last_seq, location_type, location_node_id`
+        const byId = new Map(allocated.map((a) => [a.id, a]))
         const expiresAt = message.createdAt + config.deliveryTtlMs
-        for (const { agent, reason } of message.recipients) {
-          const [depth] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM deliveries
-            WHERE agent_id = ${agent.id} AND status IN ('queued', 'delivered') AND expires_at > ${message.createdAt}`
-          if ((depth?.n ?? 0) >= config.depthCap) {
-            refused.push(agent.id)
-            continue
-          }
-          const [next] = yield* sql<{ id: string; name: string; last_seq: number; location_type: string; location_node_id: string | null }>`
-            UPDATE agents SET last_seq = last_seq + 1 WHERE id = ${agent.id}
-            RETURNING id, name, last_seq, location_type, location_node_id`
+        const rows: Array<Record<string, string | number | null>> = []
+        for (const { agent, reason } of allowed) {
+          const next = byId.get(agent.id)
           if (next === undefined) continue
           const id = `del_${message.id}_${agent.id}`
-          yield* sql`INSERT INTO deliveries ${sql.insert({
+          rows.push({
             id,
             workspace_id: message.workspaceId,
             message_id: message.id,
@@ -173,7 +183,7 @@ export const make = Effect.gen(function*() {
             location_node_id: next.location_node_id,
             expires_at: expiresAt,
             created_at: message.createdAt
-          })}`
+          })
           if (next.location_type === "via_node" && next.location_node_id !== null) {
             pending.push({
               id,
@@ -187,6 +197,7 @@ export const make = Effect.gen(function*() {
             })
           }
         }
+        if (rows.length > 0) yield* sql`INSERT INTO deliveries ${sql.insert(rows)}`
         return { row, pending }
       }))
       yield* push(pending)
@@ -214,10 +225,8 @@ export const make = Effect.gen(function*() {
   const markRead = (agentId: string, messageIds: ReadonlyArray<string>, at: number) =>
     Effect.gen(function*() {
       if (messageIds.length === 0) return
-      for (const messageId of messageIds) {
-        yield* sql`INSERT INTO read_receipts (message_id, agent_id, read_at) VALUES (${messageId}, ${agentId}, ${at})
-          ON CONFLICT DO NOTHING`
-      }
+      yield* sql`INSERT INTO read_receipts ${sql.insert(messageIds.map((messageId) => ({ message_id: messageId, agent_id: agentId, read_at: at })))}
+        ON CONFLICT DO NOTHING`
       const channels = yield* sql<{ channel_id: string; id: string }>`SELECT channel_id, id FROM messages
         WHERE ${sql.in("id", messageIds)}`
       const newest = new Map<string, string>()
@@ -226,29 +235,31 @@ export const make = Effect.gen(function*() {
         if (known === undefined || messageIdGreater(id, known)) newest.set(channel_id, id)
       }
       for (const [channelId, messageId] of newest) {
-        const [member] = yield* sql<{ last_read_id: string | null }>`SELECT last_read_id FROM members
-          WHERE channel_id = ${channelId} AND agent_id = ${agentId}`
-        if (member !== undefined && messageIdGreater(messageId, member.last_read_id)) {
-          yield* sql`UPDATE members SET last_read_id = ${messageId} WHERE channel_id = ${channelId} AND agent_id = ${agentId}`
-        }
+        yield* sql`UPDATE members SET last_read_id = ${messageId} WHERE channel_id = ${channelId} AND agent_id = ${agentId}
+          AND (last_read_id IS NULL OR CAST(last_read_id AS INTEGER) < CAST(${messageId} AS INTEGER))`
       }
     })
 
-  const ack = (nodeId: string, agentName: string, upToSeq: number) =>
-    transaction(Effect.gen(function*() {
-      const [agent] = yield* sql<{ id: string; delivery_ack_seq: number }>`SELECT a.id, a.delivery_ack_seq FROM agents a
-        JOIN nodes n ON n.id = a.location_node_id
-        WHERE a.name = ${agentName} AND a.location_type = 'via_node' AND a.location_node_id = ${nodeId}
-          AND a.workspace_id = n.workspace_id`
+  const ackOneAgent = (nodeId: string, agentName: string, upToSeq: number) =>
+    Effect.gen(function*() {
+      const [agent] = yield* sql<{ id: string; delivery_ack_seq: number }>`SELECT id, delivery_ack_seq FROM agents
+        WHERE location_node_id = ${nodeId} AND location_type = 'via_node' AND name = ${agentName}`
       if (agent === undefined || upToSeq <= agent.delivery_ack_seq) return
       const at = yield* now
+      // Rows at or below the cursor are all acked or dead-lettered already: only the range above it moves.
       const acked = yield* sql<{ message_id: string }>`UPDATE deliveries SET status = 'acked', acked_at = ${at}
-        WHERE agent_id = ${agent.id} AND seq <= ${upToSeq} AND status NOT IN ('acked', 'dead_lettered')
+        WHERE agent_id = ${agent.id} AND seq > ${agent.delivery_ack_seq} AND seq <= ${upToSeq}
+          AND status NOT IN ('acked', 'dead_lettered')
         RETURNING message_id`
       yield* markRead(agent.id, acked.map((row) => row.message_id), at)
       yield* sql`UPDATE agents SET delivery_ack_seq = MAX(delivery_ack_seq, ${upToSeq}), last_seen = ${at}
         WHERE id = ${agent.id}`
-    }))
+    })
+
+  const ack = (nodeId: string, agentName: string, upToSeq: number) => transaction(ackOneAgent(nodeId, agentName, upToSeq))
+
+  const ackMany = (nodeId: string, acks: ReadonlyArray<readonly [string, number]>) =>
+    transaction(Effect.forEach(acks, ([agentName, upToSeq]) => ackOneAgent(nodeId, agentName, upToSeq), { discard: true }))
 
   const ackOne = Effect.fn("Dispatcher.ackOne")(function*(deliveryId: string) {
       const at = yield* now
@@ -264,10 +275,11 @@ export const make = Effect.gen(function*() {
         JOIN nodes n ON n.id = a.location_node_id
         JOIN bindings b ON b.agent_id = a.id AND b.node_id = n.id AND b.status = 'active'
         WHERE a.location_type = 'via_node' AND ${sql.in("a.id", agentIds)}`
+      const payloadText = JSON.stringify({ type: event.type, data: event.data })
       let sent = 0
       for (const agent of hosted) {
         if (!wsKinds.has(agent.kind)) continue
-        const frame: Deliver = {
+        const written = sockets.sendDeliver(agent.node_id, {
           v: 1,
           type: "deliver",
           agent: agent.name,
@@ -275,15 +287,14 @@ export const make = Effect.gen(function*() {
           delivery_id: `evt_${normKey(event.type)}_${normKey(event.key)}_${agent.id}`,
           msg_id: event.msgId,
           seq: 0,
-          mode: "wait",
-          payload: { type: event.type, data: event.data }
-        }
-        if (yield* sockets.send(agent.node_id, frame)) sent++
+          mode: "wait"
+        }, payloadText)
+        if (written) sent++
       }
       return sent
     })
 
-  return Dispatcher.of({ post, replayNode, replayAgent, ack, ackOne, expire, fanOut })
+  return Dispatcher.of({ post, replayNode, replayAgent, ack, ackMany, ackOne, expire, fanOut })
 })
 
 export const layer: Layer.Layer<Dispatcher, never, EngineStore | NodeSockets | EngineConfig> = Layer.effect(Dispatcher, make)

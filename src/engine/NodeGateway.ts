@@ -92,7 +92,7 @@ export const make = Effect.gen(function*() {
       case "agent.deregister":
         return run(Effect.as(Control.deregisterAgent(session, frame), {}))
       case "delivery.ack":
-        return run(Effect.as(dispatcher.ack(session.nodeId, frame.agent, frame.up_to_seq), {}))
+        return run(Effect.as(dispatcher.ackMany(session.nodeId, [[frame.agent, frame.up_to_seq]]), {}))
       case "inventory.sync":
         return run(Effect.map(Control.syncInventory(session, frame), (reply) => ({ reply })))
       case "action.result":
@@ -100,14 +100,8 @@ export const make = Effect.gen(function*() {
     }
   }
 
-  const handleText = (session: NodeSession, text: string) =>
+  const handleFrame = (session: NodeSession, frame: NodeToServer) =>
     Effect.gen(function*() {
-      const decoded = yield* Effect.either(decodeNodeFrame(text))
-      if (Either.isLeft(decoded)) {
-        yield* sendError(session, snowflake(), "invalid_message", decoded.left.message)
-        return
-      }
-      const frame = decoded.right
       const id = frame.id ?? snowflake()
       const outcome = yield* Effect.exit(dispatch(session, frame))
       if (Exit.isFailure(outcome)) {
@@ -121,19 +115,58 @@ export const make = Effect.gen(function*() {
         yield* sockets.sendTo(session, { v: 1, type: "reply", id, ok: true, data: outcome.value.reply })
       }
       if (outcome.value.after !== undefined) yield* outcome.value.after
-    }).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("node frame handling failed", cause)),
-      store.exclusive
-    )
+    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("node frame handling failed", cause)))
+
+  /**
+   * Handles frames that arrived together, in order, under one lock. Runs of `delivery.ack` are
+   * merged per agent to the highest `up_to_seq` first: acks are cumulative and answer nothing, so
+   * this is the same outcome with one transaction instead of one per frame (a busy broker acks
+   * every frame it gets).
+   */
+  const handleBatch = (session: NodeSession, texts: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const acks = new Map<string, number>()
+      const flushAcks = Effect.suspend(() => {
+        if (acks.size === 0) return Effect.void
+        const merged = [...acks]
+        acks.clear()
+        return dispatcher.ackMany(session.nodeId, merged).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("delivery.ack failed", cause))
+        )
+      })
+      for (const text of texts) {
+        const decoded = yield* Effect.either(decodeNodeFrame(text))
+        if (Either.isLeft(decoded)) {
+          yield* flushAcks
+          yield* sendError(session, snowflake(), "invalid_message", decoded.left.message).pipe(Effect.ignore)
+          continue
+        }
+        const frame = decoded.right
+        if (frame.type === "delivery.ack") {
+          acks.set(frame.agent, Math.max(acks.get(frame.agent) ?? 0, frame.up_to_seq))
+          continue
+        }
+        yield* flushAcks
+        yield* handleFrame(session, frame)
+      }
+      yield* flushAcks
+    }).pipe(store.exclusive)
+
+  const maxBatch = 256
 
   const runSession = (session: NodeSession, inbox: Queue.Queue<string | typeof Closed>) =>
     Effect.gen(function*() {
       // A new socket supersedes the old one, then gets whatever was queued for its node (spec §3.2).
       yield* store.exclusive(Effect.zipRight(sockets.attach(session), actions.drain(session.nodeId)))
-      while (true) {
-        const item = yield* Queue.take(inbox)
-        if (item === Closed) break
-        yield* handleText(session, item)
+      let open = true
+      while (open) {
+        const first = yield* Queue.take(inbox)
+        const batch: Array<string | typeof Closed> = [first]
+        if (first !== Closed) batch.push(...(yield* Queue.takeUpTo(inbox, maxBatch - 1)))
+        const closedAt = batch.indexOf(Closed)
+        if (closedAt >= 0) open = false
+        const texts = (closedAt >= 0 ? batch.slice(0, closedAt) : batch) as Array<string>
+        if (texts.length > 0) yield* handleBatch(session, texts)
       }
       yield* store.exclusive(Effect.gen(function*() {
         if (yield* sockets.detach(session)) yield* Effect.provide(Control.nodeOffline(session.nodeId), context)

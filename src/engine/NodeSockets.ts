@@ -4,6 +4,7 @@ import { performance } from "node:perf_hooks"
 import type { WebSocket } from "ws"
 import { encodeServerFrame, type ServerToNode, type WireEncodeError } from "../wire/index.js"
 import { EngineConfig } from "./EngineConfig.js"
+import { type DeliverEnvelope, deliverText } from "./deliverFrame.js"
 
 /** One authenticated `/v1/node/ws` socket; its node id and workspace come from the node token. */
 export interface NodeSession {
@@ -26,6 +27,8 @@ export class NodeSockets extends Context.Tag("relay-broker/engine/NodeSockets")<
   readonly isConnected: (nodeId: string) => boolean
   /** Writes `frame` to the node's current socket; false when it has none. */
   readonly send: (nodeId: string, frame: ServerToNode) => Effect.Effect<boolean, WireEncodeError>
+  /** Writes a `deliver` frame (envelope + stored payload text) to the node's current socket; false when it has none. */
+  readonly sendDeliver: (nodeId: string, frame: DeliverEnvelope, payloadText: string) => boolean
   /** Writes `frame` to this socket (replies go to the asking socket even if it was superseded). */
   readonly sendTo: (session: NodeSession, frame: ServerToNode) => Effect.Effect<boolean, WireEncodeError>
 }>() {}
@@ -46,18 +49,25 @@ export const make = Effect.gen(function*() {
       (fd) => Effect.sync(() => closeSync(fd))
     )
 
-  const write = (session: NodeSession, frame: ServerToNode): Effect.Effect<boolean, WireEncodeError> =>
-    Effect.map(encodeServerFrame(frame), (text) => {
-      if (session.ws.readyState !== OPEN) return false
-      if (logFd !== undefined && frame.type === "deliver") {
-        const t = performance.timeOrigin + performance.now()
-        session.ws.send(text)
-        writeSync(logFd, JSON.stringify({ msg_id: frame.msg_id, agent: frame.agent, seq: frame.seq, t }) + "\n")
-        return true
-      }
+  const writeText = (session: NodeSession, text: string, deliver: DeliverEnvelope | undefined): boolean => {
+    if (session.ws.readyState !== OPEN) return false
+    if (logFd !== undefined && deliver !== undefined) {
+      const t = performance.timeOrigin + performance.now()
       session.ws.send(text)
+      writeSync(logFd, JSON.stringify({ msg_id: deliver.msg_id, agent: deliver.agent, seq: deliver.seq, t }) + "\n")
       return true
-    })
+    }
+    session.ws.send(text)
+    return true
+  }
+
+  const write = (session: NodeSession, frame: ServerToNode): Effect.Effect<boolean, WireEncodeError> =>
+    Effect.map(encodeServerFrame(frame), (text) => writeText(session, text, frame.type === "deliver" ? frame : undefined))
+
+  const sendDeliver = (nodeId: string, frame: DeliverEnvelope, payloadText: string): boolean => {
+    const session = current.get(nodeId)
+    return session === undefined ? false : writeText(session, deliverText(frame, payloadText), frame)
+  }
 
   return NodeSockets.of({
     attach: (session) =>
@@ -78,6 +88,7 @@ export const make = Effect.gen(function*() {
       const session = current.get(nodeId)
       return session === undefined ? Effect.succeed(false) : write(session, frame)
     },
+    sendDeliver,
     sendTo: write
   })
 })

@@ -285,4 +285,23 @@ describe("engine deliveries", () => {
       const [frame] = yield* client.waitFor((f) => f.type === "deliver")
       assert.deepStrictEqual([frame.agent, frame.seq, frame.payload.data.text], ["worker-1", 2, "after bind"])
     }))
+
+  it.scopedLive("acks sent in one burst (merged per agent by the engine) leave the same state as one by one", () =>
+    Effect.gen(function*() {
+      const { url, node, client, alice } = yield* setup()
+      yield* registerAgent(client, "bob")
+      yield* registerAgent(client, "zed")
+      for (const text of ["1", "2", "3"]) yield* data(url, "POST", "/v1/channels/general/messages", { token: alice.token, body: { text } })
+      yield* client.waitFor((f) => f.type === "deliver", 6)
+      client.send({ v: 1, type: "delivery.ack", agent: "bob", up_to_seq: 1 })
+      client.send({ v: 1, type: "delivery.ack", agent: "zed", up_to_seq: 2 })
+      client.send({ v: 1, type: "delivery.ack", agent: "bob", up_to_seq: 3 })
+      client.send({ v: 1, type: "delivery.ack", agent: "zed", up_to_seq: 1 })
+      yield* sendAndSettle(client, { v: 1, type: "delivery.ack", agent: "nobody", up_to_seq: 9 })
+      const again = yield* connect(url, node.token)
+      again.send(registerFrame(node))
+      yield* again.waitFor((f) => f.type === "reply")
+      yield* sendAndSettle(again, { v: 1, type: "node.heartbeat", load: 0, active_agents: 2, handlers_live: false })
+      assert.deepStrictEqual(again.delivers().map((f) => [f.agent, f.seq]), [["zed", 3]])
+    }))
 })
