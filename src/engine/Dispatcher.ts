@@ -149,7 +149,7 @@ export const make = Effect.gen(function*() {
         const pending: Array<PendingRow> = []
         if (message.recipients.length === 0) return { row, pending }
         // Three statements for any number of recipients: depth, seq allocation, rows.
-        const depths = yield* sql<{ agent_id: string; n: number }>`SELECT agent_id, COUNT(*) AS n FROM deliveries
+        const depths = yield* sql<{ agent_id: string; n: number }>`SELECT agent_id, COUNT(*) AS n FROM deliveries INDEXED BY deliveries_open
           WHERE ${sql.in("agent_id", message.recipients.map((r) => r.agent.id))}
             AND status IN ('queued', 'delivered') AND expires_at > ${message.createdAt}
           GROUP BY agent_id`
