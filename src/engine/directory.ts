@@ -52,7 +52,7 @@ export const channelById = (id: string) =>
 
 /** A public (non-DM) channel by name, or 404 `channel_not_found`. */
 export const requireChannel = (workspaceId: string, name: string) =>
-  Effect.flatMap(channelByName(workspaceId.toString(), name.replace(/^#/, "")), (channel) =>
+  Effect.flatMap(channelByName(workspaceId, name.replace(/^#/, "")), (channel) =>
     channel === undefined || channel.channel_type !== 0
       ? Effect.fail(notFound("channel_not_found", `Channel "${name}" not found`))
       : Effect.succeed(channel))
