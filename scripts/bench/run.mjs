@@ -218,6 +218,7 @@ const run = async () => {
   installCleanup()
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` (npm run bench does it for you)`)
   const runDir = mkdtempSync(join(os.tmpdir(), "relay-bench-"))
+  const loadavgAtStart = machine().loadavg
   const startedAt = new Date()
   log(`${quick ? "quick" : "full"} run in ${runDir}`)
   const micro = {}
@@ -270,12 +271,12 @@ const run = async () => {
 
   if (isAborting()) return 130
   const rows = rowsOf(us, upstream, micro)
-  const info = machine()
+  const info = { ...machine(), loadavgAtStart }
   console.log("")
   console.log(renderTable(rows))
   console.log("")
   console.log("ratio = how many times better we are: upstream ÷ us for times and memory, us ÷ upstream for rates.")
-  console.log(`machine: ${info.cores} cores (${info.cpu}), Node ${info.node}, ${info.platform}, ${info.memoryGb} GB RAM; ${quick ? "quick run" : "full run"}; upstream ${upstreamInfo?.version ?? `n/a (${upstreamInfo?.reason ?? "not run"})`}`)
+  console.log(`machine: ${info.cores} cores (${info.cpu}), Node ${info.node}, ${info.platform}, ${info.memoryGb} GB RAM, load ${loadavgAtStart[0]} at start / ${info.loadavg[0]} at end; ${quick ? "quick run" : "full run"}; upstream ${upstreamInfo?.version ?? `n/a (${upstreamInfo?.reason ?? "not run"})`}`)
   const errors = { us: us?.errors ?? {}, upstream: upstream?.errors ?? {}, micro: microErrors }
   for (const [kind, list] of Object.entries(errors)) for (const [name, text] of Object.entries(list)) console.log(`note: ${kind} ${name}: ${text.length > 400 ? `${text.slice(0, 400)}…` : text}`)
   for (const bucket of [us, upstream]) for (const note of bucket?.notes ?? []) console.log(`note: ${bucket.kind}: ${note}`)
