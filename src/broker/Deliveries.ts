@@ -174,15 +174,8 @@ const zeroCounts: DeliveryCounts = {
   dead_lettered: 0
 }
 
-interface AgentStats {
-  readonly agent_id: string | null
-  readonly held: ReadonlyArray<number>
-  readonly last_frame: FrameSummary | null
-  readonly last_ack: { readonly up_to_seq: number; readonly at: number } | null
-  readonly last_gap: SeqRange | null
-  readonly last_error: string | null
-  readonly counts: DeliveryCounts
-}
+/** What the report holds per agent besides the persisted cursor. */
+type AgentStats = Omit<AgentDeliveryReport, "agent" | "cursor" | "baseline">
 
 const emptyStats: AgentStats = {
   agent_id: null,

@@ -167,11 +167,21 @@ export const createGroupConversation = (creator: AgentRow, participants: Readonl
     return row
   })
 
-/** A DM: the peer only (nobody for a DM to yourself). */
-export const postDm = (sender: AgentRow, target: AgentRow, text: string, mode: WireMode) =>
+/**
+ * A message in a DM or group DM conversation. `addressing` is the part of the response that
+ * differs between the two; `recipients` is read after the message gets its id and time.
+ */
+const postConversationMessage = <Addressing extends { readonly [key: string]: Json }, E, R>(
+  sender: AgentRow,
+  conversation: ConversationRow,
+  text: string,
+  mode: WireMode,
+  eventType: "dm.received" | "group_dm.received",
+  addressing: Addressing,
+  recipients: Effect.Effect<ReadonlyArray<Recipient>, E, R>
+) =>
   Effect.gen(function*() {
     const dispatcher = yield* Dispatcher
-    const conversation = yield* directConversation(sender, target)
     const id = snowflake()
     const createdAt = yield* now
     const attachments: ReadonlyArray<Json> = []
@@ -180,8 +190,7 @@ export const postDm = (sender: AgentRow, target: AgentRow, text: string, mode: W
       message: { id, agent_id: sender.id, agent_name: sender.name, text, injection_mode: mode, attachments },
       created_at: iso(createdAt),
       id,
-      from_agent_id: sender.id,
-      to: target.name,
+      ...addressing,
       text,
       injection_mode: mode,
       attachments
@@ -197,49 +206,41 @@ export const postDm = (sender: AgentRow, target: AgentRow, text: string, mode: W
       data: null,
       metadata: {},
       mode,
-      eventType: "dm.received",
+      eventType,
       payloadData: { ...response, from_name: sender.name },
       createdAt,
-      recipients: target.id === sender.id ? [] : [{ agent: target, reason: "dm" }]
+      recipients: yield* recipients
     })
     return response
   })
 
+/** A DM: the peer only (nobody for a DM to yourself). */
+export const postDm = (sender: AgentRow, target: AgentRow, text: string, mode: WireMode) =>
+  Effect.gen(function*() {
+    const conversation = yield* directConversation(sender, target)
+    return yield* postConversationMessage(
+      sender,
+      conversation,
+      text,
+      mode,
+      "dm.received",
+      { from_agent_id: sender.id, to: target.name },
+      Effect.succeed(target.id === sender.id ? [] : [{ agent: target, reason: "dm" as const }])
+    )
+  })
+
 /** A group DM message: the other participants. */
 export const postGroupDm = (sender: AgentRow, conversation: ConversationRow, text: string, mode: WireMode) =>
-  Effect.gen(function*() {
-    const dispatcher = yield* Dispatcher
-    const id = snowflake()
-    const createdAt = yield* now
-    const attachments: ReadonlyArray<Json> = []
-    const response = {
-      conversation_id: conversation.id,
-      message: { id, agent_id: sender.id, agent_name: sender.name, text, injection_mode: mode, attachments },
-      created_at: iso(createdAt),
-      id,
-      agent_id: sender.id,
-      text,
-      injection_mode: mode,
-      attachments
-    }
-    yield* dispatcher.post({
-      id,
-      workspaceId: sender.workspace_id,
-      channelId: conversation.channel_id,
-      senderId: sender.id,
-      threadId: null,
-      text,
-      blocks: null,
-      data: null,
-      metadata: {},
-      mode,
-      eventType: "group_dm.received",
-      payloadData: { ...response, from_name: sender.name },
-      createdAt,
-      recipients: others(yield* memberAgents(conversation.channel_id), sender.id).map((agent) => ({ agent, reason: "dm" }))
-    })
-    return response
-  })
+  postConversationMessage(
+    sender,
+    conversation,
+    text,
+    mode,
+    "group_dm.received",
+    { agent_id: sender.id },
+    Effect.map(memberAgents(conversation.channel_id), (members) =>
+      others(members, sender.id).map((agent): Recipient => ({ agent, reason: "dm" })))
+  )
 
 /** The stored message as the history endpoints show it. */
 export const messageJson = (message: MessageRow & { readonly agent_name: string | null; readonly channel_name?: string }) => ({

@@ -16,7 +16,7 @@ import {
   postGroupDm,
   postReply
 } from "../messages.js"
-import { type AgentRow, iso, isoOrNull, type MessageRow } from "../rows.js"
+import { type AgentRow, type DeliveryRow, iso, isoOrNull, type MessageRow } from "../rows.js"
 import { PostMessage } from "./channels.js"
 import { authenticate, body, created, handle, intQuery, noContent, ok, param, query, requireCallerAgent, Required } from "./support.js"
 
@@ -264,19 +264,7 @@ const inbox = handle(Effect.gen(function*() {
 
 const deliveryStatuses = new Set(["queued", "delivered", "acked", "failed", "dead_lettered"])
 
-interface DeliveryListRow {
-  readonly id: string
-  readonly message_id: string
-  readonly agent_id: string
-  readonly seq: number
-  readonly status: string
-  readonly mode: string
-  readonly reason: string
-  readonly expires_at: number
-  readonly created_at: number
-  readonly delivered_at: number | null
-  readonly acked_at: number | null
-  readonly error: string | null
+interface DeliveryListRow extends Omit<DeliveryRow, "workspace_id" | "location_type" | "location_node_id"> {
   readonly m_channel_id: string
   readonly m_agent_id: string
   readonly m_agent_name: string | null
