@@ -14,6 +14,7 @@ import * as EventLog from "../../src/broker/EventLog.js"
 import { type AgentRegistration, NodeControl } from "../../src/broker/NodeControl.js"
 import { layer as ptyLayer, type Pty, PtyHost } from "../../src/broker/PtyHost.js"
 import type { NodeToServer } from "../../src/wire/frames.js"
+import { isAlive } from "../support/processes.js"
 
 // ---------------------------------------------------------------------------------------------
 // Test doubles: a recording NodeControl, EngineClient and DeliveryBook; the real PtyHost (counted).
@@ -127,15 +128,6 @@ const testLayer = (rec: Recorder, behaviour: Behaviour = {}) => {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const guard = <A, E, R>(effect: Effect.Effect<A, E, R>, what: string) =>
   Effect.timeoutFail(effect, { duration: "15 seconds", onTimeout: () => new Error(`${what} never happened`) })

@@ -4,20 +4,12 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { layer as ptyLayer, layerWith, plainText, type Pty, PtyHost } from "../../src/broker/PtyHost.js"
+import { isAlive } from "../support/processes.js"
 
 const baseEnv = (): Record<string, string> => {
   const env: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value
   return env
-}
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** Polls the snapshot until `predicate` holds; a guard (not an assertion) stops a hung test. */

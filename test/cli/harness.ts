@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Duration, Effect, Schedule, type Scope } from "effect"
+import { stopChild } from "../support/processes.js"
 
 // Runs the built `relay-broker` executable (dist/main.js) as a user would, and a real daemon for it.
 
@@ -84,16 +85,7 @@ export const daemon: Effect.Effect<RunningDaemon, Error, Scope.Scope> = Effect.g
       child.stderr.on("data", (chunk) => (output += String(chunk)))
       return { child, output: () => output }
     }),
-    ({ child }) =>
-      Effect.async<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const force = setTimeout(() => child.kill("SIGKILL"), 10_000)
-        child.once("exit", () => {
-          clearTimeout(force)
-          resume(Effect.void)
-        })
-        child.kill("SIGTERM")
-      })
+    ({ child }) => stopChild(child)
   )
   const connection = join(stateDir, "connection.json")
   yield* Effect.suspend(() => {

@@ -7,21 +7,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { freshMachineEnv, isAlive, stopChild } from "../support/processes.js"
 
 // `node dist/main.js up` as a real child process, on the embedded engine, in a temp state dir.
 // Build first: `npx tsc -p tsconfig.build.json` (npm test does it through scripts/ensure-ready.mjs).
 
 const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 const listening = /^\[agent-relay\] API listening on (http:\/\/127\.0\.0\.1:(\d+))$/
-
-/** The environment of a fresh machine: no engine, no keys; data dirs inside the test's temp dir. */
-const cleanEnv = (root: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of Object.keys(env)) {
-    if (/^(RELAY_|RELAYCAST_|AGENT_RELAY_)/.test(name)) delete env[name]
-  }
-  return { ...env, AGENT_RELAY_DATA_DIR: join(root, "data"), XDG_DATA_HOME: join(root, "xdg"), ...extra }
-}
 
 interface Daemon {
   readonly child: ChildProcess
@@ -72,13 +64,7 @@ const startDaemon = (stateDir: string, env: NodeJS.ProcessEnv, args: ReadonlyArr
       })
       return { ...daemon, match }
     }),
-    (daemon) =>
-      Effect.promise(async () => {
-        if (daemon.child.exitCode === null && daemon.child.signalCode === null) {
-          daemon.child.kill("SIGKILL")
-          await daemon.exited
-        }
-      })
+    (daemon) => stopChild(daemon.child, "SIGKILL")
   )
 
 const tempRoot = Effect.acquireRelease(
@@ -87,15 +73,6 @@ const tempRoot = Effect.acquireRelease(
 )
 
 const readJson = (path: string): any => JSON.parse(readFileSync(path, "utf8"))
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Every descendant of `pid`, from /proc. */
 const descendants = (pid: number): ReadonlyArray<number> => {
@@ -141,7 +118,7 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
     Effect.gen(function*() {
       const root = yield* tempRoot
       const stateDir = join(root, "state")
-      const daemon = yield* startDaemon(stateDir, cleanEnv(root))
+      const daemon = yield* startDaemon(stateDir, freshMachineEnv(root))
       assert.isTrue(Array.isArray(daemon.match), `unexpected first stdout line: ${JSON.stringify(daemon.match)}`)
       const [, url, port] = daemon.match as RegExpExecArray
 
@@ -186,7 +163,7 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
     Effect.gen(function*() {
       const root = yield* tempRoot
       const stateDir = join(root, "state")
-      const env = cleanEnv(root, { RELAY_BROKER_API_KEY: "br_00000000000000000000000000000001" })
+      const env = freshMachineEnv(root, { RELAY_BROKER_API_KEY: "br_00000000000000000000000000000001" })
       const first = yield* startDaemon(stateDir, env)
       const workspace = readFileSync(join(stateDir, "workspace.json"), "utf8")
       assert.strictEqual(readJson(join(stateDir, "connection.json")).api_key, "br_00000000000000000000000000000001")
@@ -220,7 +197,7 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
         (server) => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
       )
       const port = (blocker.address() as { port: number }).port
-      const daemon = launch(["--state-dir", stateDir, "--api-port", String(port)], cleanEnv(root))
+      const daemon = launch(["--state-dir", stateDir, "--api-port", String(port)], freshMachineEnv(root))
       const code = yield* Effect.promise(() => daemon.exited)
       assert.strictEqual(code, 1)
       assert.deepStrictEqual(daemon.stdout, [])
@@ -232,10 +209,10 @@ describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
   it.scopedLive("bad flags exit 2 with the usage", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const daemon = launch(["--api-port", "http"], cleanEnv(root))
+      const daemon = launch(["--api-port", "http"], freshMachineEnv(root))
       assert.strictEqual(yield* Effect.promise(() => daemon.exited), 2)
       assert.match(daemon.stderr.join("\n"), /--api-port/)
-      const unknown = launch(["--frobnicate"], cleanEnv(root))
+      const unknown = launch(["--frobnicate"], freshMachineEnv(root))
       assert.strictEqual(yield* Effect.promise(() => unknown.exited), 2)
       assert.match(unknown.stderr.join("\n"), /unknown argument '--frobnicate'/)
     }))

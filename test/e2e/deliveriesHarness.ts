@@ -9,8 +9,9 @@ import { join } from "node:path"
 import { Duration, Effect, Schedule, type Scope } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
 import { cleanEnv, ensureBuilt, root, tempDir } from "../cli/harness.js"
+import { stopChild } from "../support/processes.js"
 
-export { ensureBuilt, root, tempDir }
+export { ensureBuilt, root, stopChild, tempDir }
 
 const main = join(root, "dist", "main.js")
 
@@ -44,18 +45,6 @@ const startChild = (args: ReadonlyArray<string>, options: { readonly cwd: string
     }),
     ({ child }) => stopChild(child)
   )
-
-/** SIGTERM, then SIGKILL after 10 s; completes once the process is gone. */
-export const stopChild = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM") =>
-  Effect.async<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    const force = setTimeout(() => child.kill("SIGKILL"), 10_000)
-    child.once("exit", () => {
-      clearTimeout(force)
-      resume(Effect.void)
-    })
-    child.kill(signal)
-  })
 
 // ---------------------------------------------------------------------------------------------
 // Engine

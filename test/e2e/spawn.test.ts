@@ -9,6 +9,7 @@ import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import WebSocket, { WebSocketServer } from "ws"
+import { freshMachineEnv, isAlive, stopChild } from "../support/processes.js"
 
 // Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
 // terminal I/O, release, and the failures the API reports. Build first: `npx tsc -p tsconfig.build.json`.
@@ -20,14 +21,6 @@ interface Proc {
   readonly stdout: Array<string>
   readonly stderr: Array<string>
   readonly exited: Promise<number | null>
-}
-
-const cleanEnv = (root: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of Object.keys(env)) {
-    if (/^(RELAY_|RELAYCAST_|AGENT_RELAY_)/.test(name)) delete env[name]
-  }
-  return { ...env, AGENT_RELAY_DATA_DIR: join(root, "data"), XDG_DATA_HOME: join(root, "xdg"), ...extra }
 }
 
 const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Proc => {
@@ -54,13 +47,7 @@ const until = <A>(proc: Proc, check: () => A | undefined | Promise<A | undefined
 
 /** A child process that is SIGKILLed at the end of the test if it is still running. */
 const started = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
-  Effect.acquireRelease(Effect.sync(() => launch(args, env)), (proc) =>
-    Effect.promise(async () => {
-      if (proc.child.exitCode === null && proc.child.signalCode === null) {
-        proc.child.kill("SIGKILL")
-        await proc.exited
-      }
-    }))
+  Effect.acquireRelease(Effect.sync(() => launch(args, env)), (proc) => stopChild(proc.child, "SIGKILL"))
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "relay-broker-spawn-"))),
@@ -94,7 +81,7 @@ interface RunningDaemon {
 /** `relay-broker engine` on a free port; resolves with its URL. */
 const startEngine = (root: string) =>
   Effect.gen(function*() {
-    const engine = yield* started(["engine", "--port", "0", "--data", join(root, "engine")], cleanEnv(root))
+    const engine = yield* started(["engine", "--port", "0", "--data", join(root, "engine")], freshMachineEnv(root))
     const url = yield* until(engine, () => /engine listening on (\S+)$/.exec(engine.stdout[0] ?? "")?.[1])
     return { engine, url }
   })
@@ -192,15 +179,6 @@ const startDaemon = (root: string, env: NodeJS.ProcessEnv) =>
     return { proc, url, key, call, engine } satisfies RunningDaemon
   })
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
 const childrenOf = (pid: number): ReadonlyArray<number> =>
   readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
     try {
@@ -222,7 +200,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
   it.scopedLive("a bash agent: listed, answers input, shows it in its snapshot; release kills it and the engine sees it go", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const daemon = yield* startDaemon(root, cleanEnv(root))
+      const daemon = yield* startDaemon(root, freshMachineEnv(root))
 
       const spawned = yield* daemon.call("POST", "/api/spawn", { name: "basher", cli: "bash", args: ["--norc", "--noprofile"] })
       assert.strictEqual(spawned.status, 200, JSON.stringify(spawned.body))
@@ -257,7 +235,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
   it.scopedLive("a cat agent echoes what is typed; a taken name is 409; the events stream saw it all", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const daemon = yield* startDaemon(root, cleanEnv(root))
+      const daemon = yield* startDaemon(root, freshMachineEnv(root))
       const spawned = yield* daemon.call("POST", "/api/spawn", { name: "kitty", cli: "cat" })
       assert.strictEqual(spawned.status, 200, JSON.stringify(spawned.body))
       yield* daemon.call("POST", "/api/input/kitty", { data: "meow-1\r" })
@@ -292,7 +270,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
   it.scopedLive("failures: missing command, bad bodies, unknown names, no key; none starts a process", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const daemon = yield* startDaemon(root, cleanEnv(root))
+      const daemon = yield* startDaemon(root, freshMachineEnv(root))
       const before = childrenOf(daemon.proc.child.pid!)
 
       const missing = yield* daemon.call("POST", "/api/spawn", { name: "ghost", cli: "no-such-command-4242" })
@@ -324,7 +302,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the daemon's API", () => {
       // A short request timeout so the bind gives up quickly once the engine stops answering.
       const daemon = yield* startDaemon(
         root,
-        cleanEnv(root, { RELAY_BASE_URL: engineUrl, RELAY_BROKER_REQUEST_TIMEOUT_MS: "1500" })
+        freshMachineEnv(root, { RELAY_BASE_URL: engineUrl, RELAY_BROKER_REQUEST_TIMEOUT_MS: "1500" })
       )
       const ok = yield* daemon.call("POST", "/api/spawn", { name: "before", cli: "cat" })
       assert.strictEqual(ok.status, 200, JSON.stringify(ok.body))
@@ -352,7 +330,7 @@ describe.skipIf(!existsSync(mainJs))("spawn through the engine (action.invoke)",
       const proxy = yield* startProxy(engineUrl)
       const daemon = yield* startDaemon(
         root,
-        cleanEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}` })
+        freshMachineEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}` })
       )
       const register = proxy.fromNode.find((frame) => frame.type === "node.register")
       assert.deepStrictEqual(register?.capabilities, [{ name: "spawn:claude" }])
