@@ -1,29 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Queue, Ref, Stream } from "effect"
 import * as Actions from "../../src/broker/Actions.js"
-import { AgentRegistry, type AgentInfo, type SpawnSpec } from "../../src/broker/AgentRegistry.js"
+import { AgentRegistry, type SpawnSpec } from "../../src/broker/AgentRegistry.js"
 import { BindFailed, NameTaken, SpawnFailed, UnknownWorker } from "../../src/broker/errors.js"
 import { NodeControl } from "../../src/broker/NodeControl.js"
 import type { ActionInvoke, ActionResult, NodeToServer } from "../../src/wire/frames.js"
+import { runningAgentInfo } from "../support/brokerFakes.js"
 
 const invoke = (fields: Partial<ActionInvoke> & { readonly invocation_id: string; readonly action: string }): ActionInvoke => ({
   v: 1,
   type: "action.invoke",
   input: {},
   ...fields
-})
-
-const agentInfo = (spec: SpawnSpec, pid: number): AgentInfo => ({
-  name: spec.name,
-  agentId: `agent_${spec.name}`,
-  cli: spec.cli,
-  args: spec.args ?? [],
-  cwd: spec.cwd ?? "/",
-  pid,
-  status: "running",
-  startedAt: 0,
-  lastActivityAt: 0,
-  injectMode: "type"
 })
 
 interface Harness {
@@ -56,7 +44,7 @@ const makeHarness = (options: { readonly gate?: Deferred.Deferred<void> } = {}) 
           if (spec.cli === "missing-cli") {
             return yield* new SpawnFailed({ command: spec.cli, reason: "NotFound", detail: "not on PATH" })
           }
-          return agentInfo(spec, 4242)
+          return runningAgentInfo(spec, 4242)
         }),
       release: (name) =>
         name === "ghost"

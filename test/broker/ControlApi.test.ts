@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Redacted, Ref, Scope, Stream } from "effect"
 import WebSocket from "ws"
-import { AgentRegistry, type AgentInfo, type LiveAgent } from "../../src/broker/AgentRegistry.js"
+import { AgentRegistry, type LiveAgent } from "../../src/broker/AgentRegistry.js"
 import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import * as ControlApi from "../../src/broker/ControlApi.js"
 import {
@@ -17,6 +17,7 @@ import * as Shutdown from "../../src/broker/http/Shutdown.js"
 import { NodeControl } from "../../src/broker/NodeControl.js"
 import type { Pty } from "../../src/broker/PtyHost.js"
 import { TokenStore } from "../../src/broker/TokenStore.js"
+import { connectedStatus, registryReads, runningAgentInfo } from "../support/brokerFakes.js"
 
 const apiKey = "br_0123456789abcdef0123456789abcdef"
 
@@ -70,18 +71,7 @@ const makeRegistry = Effect.gen(function*() {
           return yield* new SpawnFailed({ command: spec.cli, reason: "NotFound", detail: "not found on PATH" })
         }
         const pid = nextPid++
-        const info: AgentInfo = {
-          name: spec.name,
-          agentId: `agent_${spec.name}`,
-          cli: spec.cli,
-          args: spec.args ?? [],
-          cwd: spec.cwd ?? "/",
-          pid,
-          status: "running",
-          startedAt: 0,
-          lastActivityAt: 0,
-          injectMode: "type"
-        }
+        const info = runningAgentInfo(spec, pid)
         const pty = fakePty(pid, yield* Ref.make(spec.name === "exited"), yield* Ref.make(""), resized)
         yield* Ref.update(agents, (current) => new Map(current).set(spec.name, { ...info, pty, token: Redacted.make("at_x") }))
         return info
@@ -94,12 +84,7 @@ const makeRegistry = Effect.gen(function*() {
         next.delete(name)
         yield* Ref.set(agents, next)
       }),
-    list: Effect.map(Ref.get(agents), (current) => [...current.values()]),
-    lookup: (name) =>
-      Effect.flatMap(Ref.get(agents), (current) => {
-        const agent = current.get(name)
-        return agent === undefined ? Effect.fail(new UnknownWorker({ agent: name })) : Effect.succeed(agent)
-      })
+    ...registryReads(agents)
   })
   return { registry, agents, resized }
 })
@@ -113,16 +98,7 @@ const node = NodeControl.of({
   invocations: Stream.never,
   inbound: Stream.never,
   undecodableDeliveries: Stream.never,
-  status: Effect.succeed({
-    connected: true,
-    since: 0,
-    lastError: null,
-    reconnects: 0,
-    remints: 0,
-    tokenPresent: true,
-    nodeId: "node_test",
-    nodeName: "test-node"
-  })
+  status: Effect.succeed(connectedStatus("test-node"))
 })
 
 const tokens = TokenStore.of({

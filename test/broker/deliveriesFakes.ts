@@ -5,13 +5,14 @@ import { AgentRegistry, type LiveAgent } from "../../src/broker/AgentRegistry.js
 import * as DeadLetters from "../../src/broker/DeadLetters.js"
 import * as Deliveries from "../../src/broker/Deliveries.js"
 import * as DeliveryBook from "../../src/broker/DeliveryBook.js"
-import { PtyClosed, UnknownWorker } from "../../src/broker/errors.js"
+import { PtyClosed } from "../../src/broker/errors.js"
 import * as EventLog from "../../src/broker/EventLog.js"
 import { NodeControl, type UndecodableDelivery } from "../../src/broker/NodeControl.js"
 import type { InjectMode, Pty } from "../../src/broker/PtyHost.js"
 import { TokenStore } from "../../src/broker/TokenStore.js"
 import type { Deliver, NodeToServer } from "../../src/wire/frames.js"
 import type { Json } from "../../src/wire/Json.js"
+import { connectedStatus, registryReads } from "../support/brokerFakes.js"
 
 export interface Injection {
   readonly agent: string
@@ -118,27 +119,13 @@ const makeHarness = Effect.gen(function*() {
     undecodableDeliveries: Stream.fromQueue(undecodable),
     invocations: Stream.never,
     inbound: Stream.never,
-    status: Effect.succeed({
-      connected: true,
-      since: 0,
-      lastError: null,
-      reconnects: 0,
-      remints: 0,
-      tokenPresent: true,
-      nodeId: "node_test",
-      nodeName: "test"
-    })
+    status: Effect.succeed(connectedStatus("test"))
   })
 
   const registry = AgentRegistry.of({
     spawn: () => Effect.die("not used"),
     release: () => Effect.die("not used"),
-    list: Effect.map(Ref.get(agents), (current) => [...current.values()]),
-    lookup: (name) =>
-      Effect.flatMap(Ref.get(agents), (current) => {
-        const agent = current.get(name)
-        return agent === undefined ? Effect.fail(new UnknownWorker({ agent: name })) : Effect.succeed(agent)
-      })
+    ...registryReads(agents)
   })
 
   return { harness, node, registry, steps }
