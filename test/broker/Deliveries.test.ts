@@ -4,7 +4,8 @@ import { DeadLetters } from "../../src/broker/DeadLetters.js"
 import { Deliveries } from "../../src/broker/Deliveries.js"
 import { DeliveryBook } from "../../src/broker/DeliveryBook.js"
 import { EventLog } from "../../src/broker/EventLog.js"
-import { deliver, eventually, HarnessTag, noneLeft, takeAck, testLayer } from "./deliveriesFakes.js"
+import type { Deliver } from "../../src/wire/frames.js"
+import { deliver, eventually, type Harness, HarnessTag, noneLeft, takeAck, testLayer } from "./deliveriesFakes.js"
 
 const injectedTexts = Effect.gen(function*() {
   const harness = yield* HarnessTag
@@ -19,6 +20,14 @@ const deadLetterReasons = Effect.map(
 const reportFor = (agent: string) =>
   Effect.flatMap(Deliveries, (deliveries) =>
     Effect.map(deliveries.report, (reports) => reports.find((report) => report.agent === agent)))
+
+/** Offers the frames one after another, as NodeControl would. */
+const offerFrames = (harness: Harness, ...frames: ReadonlyArray<Deliver>) =>
+  Effect.forEach(frames, (frame) => Queue.offer(harness.frames, frame), { discard: true })
+
+/** The `up_to_seq` of the next `count` acks, in order. */
+const ackedSeqs = (harness: Harness, count: number) =>
+  Effect.map(Effect.all(Array.from({ length: count }, () => takeAck(harness))), (acks) => acks.map((ack) => ack.up_to_seq))
 
 describe("Deliveries pipeline", () => {
   it.scoped("injects a message, then persists the cursor, then acks", () =>
@@ -60,12 +69,14 @@ describe("Deliveries pipeline", () => {
     Effect.gen(function*() {
       const harness = yield* HarnessTag
       yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* Queue.offer(harness.frames, deliver("bob", 2))
-      yield* Queue.offer(harness.frames, deliver("bob", 2))
-      yield* Queue.offer(harness.frames, deliver("bob", 1, undefined, { msg_id: "other" }))
-      const acks = [yield* takeAck(harness), yield* takeAck(harness), yield* takeAck(harness), yield* takeAck(harness)]
-      assert.deepStrictEqual(acks.map((ack) => ack.up_to_seq), [1, 2, 2, 2])
+      yield* offerFrames(
+        harness,
+        deliver("bob", 1),
+        deliver("bob", 2),
+        deliver("bob", 2),
+        deliver("bob", 1, undefined, { msg_id: "other" })
+      )
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 4), [1, 2, 2, 2])
       assert.strictEqual((yield* injectedTexts).length, 2)
       const report = yield* reportFor("bob")
       assert.strictEqual(report?.counts.duplicate, 1)
@@ -85,7 +96,7 @@ describe("Deliveries pipeline", () => {
       yield* eventually(reportFor("bob"), (report) => report?.held.length === 1, "seq 3 held")
       assert.isTrue(yield* noneLeft(harness.acks))
       yield* Queue.offer(harness.frames, deliver("bob", 2))
-      assert.deepStrictEqual([(yield* takeAck(harness)).up_to_seq, (yield* takeAck(harness)).up_to_seq], [2, 3])
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 2), [2, 3])
       const texts = yield* injectedTexts
       assert.isTrue(texts[1]?.endsWith("message 2"))
       assert.isTrue(texts[2]?.endsWith("message 3"))
@@ -98,14 +109,13 @@ describe("Deliveries pipeline", () => {
       yield* harness.addAgent("bob")
       yield* Queue.offer(harness.frames, deliver("bob", 1))
       yield* takeAck(harness)
-      yield* Queue.offer(harness.frames, deliver("bob", 4))
-      yield* Queue.offer(harness.frames, deliver("bob", 6))
+      yield* offerFrames(harness, deliver("bob", 4), deliver("bob", 6))
       yield* eventually(reportFor("bob"), (report) => report?.held.length === 2, "seqs 4 and 6 held")
       yield* TestClock.adjust("1999 millis")
       yield* Effect.yieldNow()
       assert.isTrue(yield* noneLeft(harness.acks))
       yield* TestClock.adjust("1 millis")
-      assert.deepStrictEqual([(yield* takeAck(harness)).up_to_seq, (yield* takeAck(harness)).up_to_seq], [4, 6])
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 2), [4, 6])
       const letters = yield* Effect.flatMap(DeadLetters, (dl) => dl.list)
       assert.deepStrictEqual(letters.map((letter) => [letter.reason, letter.gap]), [
         ["missing_upstream", { from: 2, to: 3 }],
@@ -160,12 +170,14 @@ describe("Deliveries pipeline", () => {
     Effect.gen(function*() {
       const harness = yield* HarnessTag
       yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1, { type: "agent.online", data: {} }))
-      yield* Queue.offer(harness.frames, deliver("bob", 2, "just a string"))
-      yield* Queue.offer(harness.frames, deliver("bob", 0, { type: "message.read", data: {} }, { msg_id: "m_read" }))
-      yield* Queue.offer(harness.frames, deliver("bob", 3, { type: 12 }))
-      const acks = [yield* takeAck(harness), yield* takeAck(harness), yield* takeAck(harness), yield* takeAck(harness)]
-      assert.deepStrictEqual(acks.map((ack) => ack.up_to_seq), [1, 2, 2, 3])
+      yield* offerFrames(
+        harness,
+        deliver("bob", 1, { type: "agent.online", data: {} }),
+        deliver("bob", 2, "just a string"),
+        deliver("bob", 0, { type: "message.read", data: {} }, { msg_id: "m_read" }),
+        deliver("bob", 3, { type: 12 })
+      )
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 4), [1, 2, 2, 3])
       assert.deepStrictEqual(yield* deadLetterReasons, ["unsupported_type", "undecodable", "undecodable"])
       assert.deepStrictEqual(yield* injectedTexts, [])
       const report = yield* reportFor("bob")
@@ -198,11 +210,10 @@ describe("Deliveries pipeline", () => {
     Effect.gen(function*() {
       const harness = yield* HarnessTag
       yield* harness.addAgent("bob", { failures: 2 })
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* Queue.offer(harness.frames, deliver("bob", 2))
+      yield* offerFrames(harness, deliver("bob", 1), deliver("bob", 2))
       yield* eventually(Ref.get(harness.injections), () => true)
       yield* TestClock.adjust("1 seconds")
-      assert.deepStrictEqual([(yield* takeAck(harness)).up_to_seq, (yield* takeAck(harness)).up_to_seq], [1, 2])
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 2), [1, 2])
       const texts = yield* injectedTexts
       assert.strictEqual(texts.length, 2)
       assert.isTrue(texts[0]?.endsWith("message 1"))
@@ -214,10 +225,9 @@ describe("Deliveries pipeline", () => {
     Effect.gen(function*() {
       const harness = yield* HarnessTag
       yield* harness.addAgent("bob", { failures: 6 })
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* Queue.offer(harness.frames, deliver("bob", 2))
+      yield* offerFrames(harness, deliver("bob", 1), deliver("bob", 2))
       yield* TestClock.adjust("10 seconds")
-      assert.deepStrictEqual([(yield* takeAck(harness)).up_to_seq, (yield* takeAck(harness)).up_to_seq], [1, 2])
+      assert.deepStrictEqual(yield* ackedSeqs(harness, 2), [1, 2])
       assert.deepStrictEqual(yield* deadLetterReasons, ["inject_failed"])
       const texts = yield* injectedTexts
       assert.strictEqual(texts.length, 1)
@@ -232,8 +242,7 @@ describe("Deliveries pipeline", () => {
       const gate = yield* Deferred.make<void>()
       yield* harness.addAgent("slow", { gate })
       yield* harness.addAgent("fast")
-      yield* Queue.offer(harness.frames, deliver("slow", 1))
-      yield* Queue.offer(harness.frames, deliver("fast", 1))
+      yield* offerFrames(harness, deliver("slow", 1), deliver("fast", 1))
       assert.deepStrictEqual(yield* takeAck(harness), { agent: "fast", up_to_seq: 1 })
       assert.isTrue(yield* noneLeft(harness.acks))
       yield* Deferred.succeed(gate, undefined)
