@@ -126,6 +126,16 @@ const expectBootstrap = (connection: ScriptedNodeServer.ScriptedConnection) =>
     return { register, inventory, heartbeat }
   })
 
+/** A scripted engine and a node connected to it, past the bootstrap frames. */
+const connectedNode = (start: StartOptions = { options: fast }) =>
+  Effect.gen(function*() {
+    const server = yield* ScriptedNodeServer.make
+    const started = yield* startNode(server.baseUrl, start)
+    const connection = yield* Queue.take(server.connections)
+    const bootstrap = yield* expectBootstrap(connection)
+    return { ...started, server, connection, bootstrap }
+  })
+
 const deliver = (seq: number, agent = "worker-1"): Frame => ({
   v: 1,
   type: "deliver",
@@ -248,10 +258,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("a quiet engine that answers pings is kept well past 4 heartbeat intervals", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node, server } = yield* connectedNode()
       for (let i = 0; i < 10; i++) yield* nextOfType(connection, "node.heartbeat")
       assert.strictEqual(yield* server.upgradeCount, 1)
       assert.isTrue((yield* node.status).connected)
@@ -259,10 +266,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("undecodable and unknown-type frames are skipped and counted; the connection is kept", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node, server } = yield* connectedNode()
       // Observe `inbound` from a known point: wait until a marker frame shows up on it.
       const seen = yield* Ref.make<ReadonlyArray<string>>([])
       yield* node.inbound.pipe(
@@ -302,10 +306,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("an error frame for a pending request is a typed failure; replies resolve requests", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node } = yield* connectedNode()
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
 
       const rejected = yield* node.registerAgent({ name: "worker-1" }).pipe(Effect.flip, Effect.fork)
@@ -327,10 +328,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("agent.register replies under a fresh id match by name only when exactly one request has it", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node } = yield* connectedNode()
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
 
       const solo = yield* node.registerAgent({ name: "solo", session_ref: "sess-1", invocation_id: "inv-1" }).pipe(Effect.fork)
@@ -355,10 +353,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("a timeout fails the request; a late agent.register success is compensated with agent.deregister", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast, config: { requestTimeout: 300 } })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node } = yield* connectedNode({ options: fast, config: { requestTimeout: 300 } })
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
 
       const error = yield* Effect.flip(node.registerAgent({ name: "slow" }))
@@ -436,10 +431,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("deliveries and invocations keep arrival order without loss for a consumer that subscribes late", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node } = yield* connectedNode()
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
       // A request's reply, sent last, marks the point where every earlier frame has been handled.
       const marker = yield* node.request({ v: 1, type: "inventory.sync", agents: [] }).pipe(Effect.fork)
@@ -463,10 +455,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("announce sends inventory.sync of the roster and a heartbeat", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node, roster } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { connection, node, roster } = yield* connectedNode()
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
       yield* roster.put({ agent_id: "a-1", name: "worker-1" })
       yield* roster.put({ agent_id: "a-2", name: "worker-2", invocation_id: "inv-2" })
@@ -483,10 +472,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("an error answer to node.register is reported in status.lastError", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { logs, node } = yield* startNode(server.baseUrl, { options: fast })
-      const connection = yield* Queue.take(server.connections)
-      const { register } = yield* expectBootstrap(connection)
+      const { bootstrap: { register }, connection, logs, node } = yield* connectedNode()
       yield* connection.send({ v: 1, type: "error", id: register.id, ok: false, code: "node_id_mismatch", message: "node_id does not match" })
       yield* eventually("lastError", Effect.map(node.status, (s) => (s.lastError ?? "").includes("node_id_mismatch")))
       assert.isTrue(logs.some((line) => line.level === "ERROR" && line.message.includes("node.register: node_id_mismatch")))
@@ -494,10 +480,7 @@ describe("NodeControl (scripted server)", () => {
 
   it.scopedLive("no token yet: the broker keeps running, shows it in status, and connects once minting works", () =>
     Effect.gen(function*() {
-      const server = yield* ScriptedNodeServer.make
-      const { node, tokenCalls } = yield* startNode(server.baseUrl, { options: fast, failingTokenCalls: 3 })
-      const connection = yield* Queue.take(server.connections)
-      yield* expectBootstrap(connection)
+      const { node, server, tokenCalls } = yield* connectedNode({ options: fast, failingTokenCalls: 3 })
       assert.strictEqual(yield* Ref.get(tokenCalls), 4)
       assert.strictEqual(yield* server.upgradeCount, 1)
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected && s.tokenPresent))
