@@ -10,9 +10,7 @@ import {
   Layer,
   Redacted,
   Ref,
-  Schedule,
   Scope,
-  Sink,
   Stream
 } from "effect"
 import * as Path from "node:path"
@@ -280,23 +278,39 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
 
     // -- spawn --------------------------------------------------------------------------------
 
+    // `worker_stream` batching: output is appended to a plain string and published by one flusher
+    // (after `flushInterval`) or at once at `flushChars`. A Sink/Schedule aggregation per agent cost
+    // milliseconds of CPU per delivery (every injected line comes back as echo).
     const publishOutput = (entry: Entry) =>
-      entry.pty.output.pipe(
-        Stream.tap(() => Effect.map(now, (at) => (entry.activity.at = at))),
-        Stream.aggregateWithin(
-          Sink.foldWeighted({
-            initial: "",
-            maxCost: flushChars,
-            cost: (_acc, chunk: string) => chunk.length,
-            body: (acc, chunk: string) => acc + chunk
-          }),
-          Schedule.spaced(flushInterval)
-        ),
-        Stream.filter((chunk) => chunk.length > 0),
-        Stream.runForEach((chunk) =>
-          events.publish("worker_stream", { name: entry.info.name, stream: "stdout", chunk })
-        )
-      )
+      Effect.gen(function*() {
+        let pending = ""
+        // One publisher at a time, so that batches reach the event log in order.
+        const publishing = yield* Effect.makeSemaphore(1)
+        const due = yield* Effect.makeLatch(false)
+        const flush = publishing.withPermits(1)(Effect.suspend(() => {
+          if (pending.length === 0) return Effect.void
+          const chunk = pending
+          pending = ""
+          return events.publish("worker_stream", { name: entry.info.name, stream: "stdout", chunk })
+        }))
+        // Closing the latch before taking the buffer: output appended after the take reopens it.
+        yield* Effect.forkScoped(Effect.forever(
+          due.await.pipe(
+            Effect.zipRight(Effect.sleep(flushInterval)),
+            Effect.zipRight(due.close),
+            Effect.zipRight(flush)
+          )
+        ))
+        yield* Stream.runForEachChunk(entry.pty.output, (chunks) =>
+          Effect.flatMap(now, (at) => {
+            entry.activity.at = at
+            const wasEmpty = pending.length === 0
+            for (const chunk of chunks) pending += chunk
+            if (pending.length >= flushChars) return flush
+            return wasEmpty && pending.length > 0 ? due.open : Effect.void
+          }))
+        yield* flush
+      }).pipe(Effect.scoped)
 
     // The task is typed once the agent has shown some output (it is up), or after a short wait.
     const deliverTask = (pty: Pty, task: string, mode: InjectMode) =>

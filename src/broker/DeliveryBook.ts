@@ -111,43 +111,79 @@ export const make = (storage: BookStorage) =>
     const cursors = yield* Ref.make<ReadonlyMap<string, AgentCursor>>(
       new Map(loaded.map((cursor) => [cursor.agentId, cursor]))
     )
-    // One writer at a time, so a `forget` cannot race a `save` into resurrecting a file.
-    const lock = yield* Effect.makeSemaphore(1)
+    // The cursor each file holds, as far as this process knows (absent: no file).
+    const onDisk = new Map<string, AgentCursor>(loaded.map((cursor) => [cursor.agentId, cursor]))
+    // One writer per file, not one for the book: agents' saves run in parallel.
+    const fileLocks = new Map<string, { readonly lock: Effect.Semaphore; users: number }>()
+
+    const withFileLock = <A, E>(agentId: string, effect: Effect.Effect<A, E>) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let entry = fileLocks.get(agentId)
+          if (entry === undefined) {
+            entry = { lock: Effect.unsafeMakeSemaphore(1), users: 0 }
+            fileLocks.set(agentId, entry)
+          }
+          entry.users++
+          return entry
+        }),
+        (entry) => entry.lock.withPermits(1)(effect),
+        (entry) =>
+          Effect.sync(() => {
+            if (--entry.users === 0) fileLocks.delete(agentId)
+          })
+      )
+
+    // Brings an agent's file in line with its cursor in memory, whatever happened in between: the
+    // newest cursor is written, or the file removed when the cursor is gone (so a `forget` racing a
+    // `save` cannot resurrect a file). Saves queued behind a write are coalesced into the next one.
+    const sync = (agentId: string) =>
+      withFileLock(
+        agentId,
+        Effect.gen(function*() {
+          const current = (yield* Ref.get(cursors)).get(agentId)
+          if (onDisk.get(agentId) === current) return
+          if (current === undefined) {
+            yield* storage.remove(agentId)
+            onDisk.delete(agentId)
+          } else {
+            yield* storage.write(current)
+            onDisk.set(agentId, current)
+          }
+        })
+      )
 
     const forget = Effect.fn("DeliveryBook.forget")(function*(agent: { readonly name: string; readonly agentId: string }) {
-      yield* lock.withPermits(1)(Effect.gen(function*() {
-        const dropped = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
-          const next = new Map(current)
-          const dropped: Array<string> = []
-          for (const [id, cursor] of current) {
-            if (id === agent.agentId || cursor.name === agent.name) {
-              next.delete(id)
-              dropped.push(id)
-            }
+      const dropped = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
+        const next = new Map(current)
+        const dropped: Array<string> = []
+        for (const [id, cursor] of current) {
+          if (id === agent.agentId || cursor.name === agent.name) {
+            next.delete(id)
+            dropped.push(id)
           }
-          return [dropped, next]
-        })
-        yield* Effect.forEach(dropped, (id) => storage.remove(id), { discard: true })
-      }))
+        }
+        return [dropped, next]
+      })
+      // A failed write here belongs to a `save` that re-added the cursor meanwhile: it reports it.
+      yield* Effect.forEach(dropped, (id) => Effect.ignore(sync(id)), { discard: true })
     })
 
     const save = Effect.fn("DeliveryBook.save")(function*(cursor: AgentCursor) {
-      yield* lock.withPermits(1)(Effect.gen(function*() {
-        const displaced = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
-          const next = new Map(current)
-          const displaced: Array<string> = []
-          for (const [id, other] of current) {
-            if (id !== cursor.agentId && other.name === cursor.name) {
-              next.delete(id)
-              displaced.push(id)
-            }
+      const displaced = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
+        const next = new Map(current)
+        const displaced: Array<string> = []
+        for (const [id, other] of current) {
+          if (id !== cursor.agentId && other.name === cursor.name) {
+            next.delete(id)
+            displaced.push(id)
           }
-          next.set(cursor.agentId, cursor)
-          return [displaced, next]
-        })
-        yield* Effect.forEach(displaced, (id) => storage.remove(id), { discard: true })
-        yield* storage.write(cursor)
-      }))
+        }
+        next.set(cursor.agentId, cursor)
+        return [displaced, next]
+      })
+      yield* Effect.forEach(displaced, (id) => Effect.ignore(sync(id)), { discard: true })
+      yield* sync(cursor.agentId)
     })
 
     return DeliveryBook.of({

@@ -1,11 +1,11 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Queue, Ref } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Queue, Ref } from "effect"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { cursorFileName, DeliveryBook, fileStorage, make } from "../../src/broker/DeliveryBook.js"
+import { type BookStorage, cursorFileName, DeliveryBook, fileStorage, make } from "../../src/broker/DeliveryBook.js"
 import type { AgentCursor } from "../../src/broker/deliveryDecisions.js"
 import { deliver, HarnessTag, takeAck, testLayer } from "./deliveriesFakes.js"
 
@@ -124,4 +124,69 @@ describe("Deliveries across a broker restart", () => {
       assert.strictEqual(texts.length, 1)
       assert.isTrue(texts[0]?.endsWith("message 4"))
     }).pipe(Effect.provide(NodeFileSystem.layer)))
+})
+
+// A storage whose writes for `blocked` agent ids wait until released, recording what reached "disk".
+const gatedStorage = (blocked: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    const gate = yield* Deferred.make<void>()
+    const started = yield* Deferred.make<void>()
+    const files = new Map<string, AgentCursor>()
+    const storage: BookStorage = {
+      load: Effect.succeed([]),
+      write: (cursor) =>
+        Effect.gen(function*() {
+          if (blocked.has(cursor.agentId)) {
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(gate)
+          }
+          files.set(cursor.agentId, cursor)
+        }),
+      remove: (agentId) => Effect.sync(() => files.delete(agentId))
+    }
+    return { storage, files, started, release: Deferred.succeed(gate, undefined) }
+  })
+
+describe("DeliveryBook concurrency", () => {
+  it.scoped("a slow write for one agent does not hold up another agent's save", () =>
+    Effect.gen(function*() {
+      const gated = yield* gatedStorage(new Set(["agt_slow"]))
+      const book = yield* make(gated.storage)
+      const slow = yield* Effect.fork(book.save(cursor("agt_slow", "slow", 1)))
+      yield* Deferred.await(gated.started)
+      // With one lock for all agents this would wait for the slow write forever.
+      yield* book.save(cursor("agt_fast", "fast", 4))
+      assert.deepStrictEqual(gated.files.get("agt_fast"), cursor("agt_fast", "fast", 4))
+      assert.isFalse(gated.files.has("agt_slow"))
+      yield* gated.release
+      yield* Fiber.join(slow)
+      assert.deepStrictEqual(gated.files.get("agt_slow"), cursor("agt_slow", "slow", 1))
+    }))
+
+  it.scoped("a forget during a save's write leaves no file behind", () =>
+    Effect.gen(function*() {
+      const gated = yield* gatedStorage(new Set(["agt_1"]))
+      const book = yield* make(gated.storage)
+      const saving = yield* Effect.fork(book.save(cursor("agt_1", "bob", 1)))
+      yield* Deferred.await(gated.started)
+      const forgetting = yield* Effect.fork(book.forget({ name: "bob", agentId: "agt_1" }))
+      yield* gated.release
+      yield* Fiber.join(saving)
+      yield* Fiber.join(forgetting)
+      assert.isFalse(gated.files.has("agt_1"))
+      assert.deepStrictEqual(yield* book.list, [])
+    }))
+
+  it.scoped("saves queued behind a write for the same agent end with the newest cursor on disk", () =>
+    Effect.gen(function*() {
+      const gated = yield* gatedStorage(new Set(["agt_1"]))
+      const book = yield* make(gated.storage)
+      const first = yield* Effect.fork(book.save(cursor("agt_1", "bob", 1)))
+      yield* Deferred.await(gated.started)
+      const later = yield* Effect.forEach([2, 3], (seq) => Effect.fork(book.save(cursor("agt_1", "bob", seq))))
+      yield* gated.release
+      yield* Fiber.join(first)
+      yield* Effect.forEach(later, Fiber.join, { discard: true })
+      assert.deepStrictEqual(gated.files.get("agt_1"), cursor("agt_1", "bob", 3))
+    }))
 })
