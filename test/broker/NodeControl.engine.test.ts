@@ -10,6 +10,7 @@ import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import * as NodeControl from "../../src/broker/NodeControl.js"
 import * as TokenStore from "../../src/broker/TokenStore.js"
 import { EmbeddedEngine } from "../../src/engine/index.js"
+import { eventually } from "../support/polling.js"
 
 // The node session against the embedded engine: real HTTP, real WebSocket, real SQLite.
 
@@ -30,17 +31,6 @@ const createWorkspace = (baseUrl: string, name: string) =>
 
 const getNode = (baseUrl: string, key: string, name: string) =>
   Effect.map(json(`${baseUrl}/v1/nodes/${name}`, { headers: { authorization: `Bearer ${key}` } }), ({ body }) => body.data)
-
-const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
-const eventually = <E, R>(label: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 1_500; i++) {
-      if (yield* check) return
-      yield* realSleep(10)
-    }
-    return yield* Effect.dieMessage(`never happened: ${label}`)
-  })
 
 const setup = Effect.gen(function*() {
   const engine = yield* EmbeddedEngine.start({ dataDir: yield* tempDir("engine-") })

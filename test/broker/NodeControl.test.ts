@@ -23,6 +23,7 @@ import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import { MintFailed } from "../../src/broker/errors.js"
 import * as NodeControl from "../../src/broker/NodeControl.js"
 import { type NodeIdentity, TokenStore } from "../../src/broker/TokenStore.js"
+import { eventually } from "../support/polling.js"
 import * as ScriptedNodeServer from "../support/scriptedNodeServer.js"
 
 // Set-up: a fixed identity, a TokenStore double that counts remints, a log capture, and the layer
@@ -97,18 +98,6 @@ const startNode = (baseUrl: string, start: StartOptions = {}) =>
       tokenCalls,
       logs
     }
-  })
-
-const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
-/** Polls `check` in real time (so it also works under the TestClock) until it holds; dies after ~15 s. */
-const eventually = <E, R>(label: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 1_500; i++) {
-      if (yield* check) return
-      yield* realSleep(10)
-    }
-    return yield* Effect.dieMessage(`never happened: ${label}`)
   })
 
 const fast: NodeControl.NodeControlOptions = { reconnectSchedule: Schedule.spaced("20 millis") }
