@@ -21,6 +21,15 @@ const reportFor = (agent: string) =>
   Effect.flatMap(Deliveries, (deliveries) =>
     Effect.map(deliveries.report, (reports) => reports.find((report) => report.agent === agent)))
 
+/** bob, with seq 1 delivered and acked. */
+const bobPastSeq1 = Effect.gen(function*() {
+  const harness = yield* HarnessTag
+  yield* harness.addAgent("bob")
+  yield* Queue.offer(harness.frames, deliver("bob", 1))
+  yield* takeAck(harness)
+  return harness
+})
+
 /** Offers the frames one after another, as NodeControl would. */
 const offerFrames = (harness: Harness, ...frames: ReadonlyArray<Deliver>) =>
   Effect.forEach(frames, (frame) => Queue.offer(harness.frames, frame), { discard: true })
@@ -88,10 +97,7 @@ describe("Deliveries pipeline", () => {
 
   it.scoped("holds a frame behind a gap and surfaces in order when the missing one arrives", () =>
     Effect.gen(function*() {
-      const harness = yield* HarnessTag
-      yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* takeAck(harness)
+      const harness = yield* bobPastSeq1
       yield* Queue.offer(harness.frames, deliver("bob", 3))
       yield* eventually(reportFor("bob"), (report) => report?.held.length === 1, "seq 3 held")
       assert.isTrue(yield* noneLeft(harness.acks))
@@ -105,10 +111,7 @@ describe("Deliveries pipeline", () => {
 
   it.scoped("after the grace period surfaces held frames in order and records the gap as a dead letter", () =>
     Effect.gen(function*() {
-      const harness = yield* HarnessTag
-      yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* takeAck(harness)
+      const harness = yield* bobPastSeq1
       yield* offerFrames(harness, deliver("bob", 4), deliver("bob", 6))
       yield* eventually(reportFor("bob"), (report) => report?.held.length === 2, "seqs 4 and 6 held")
       yield* TestClock.adjust("1999 millis")
@@ -129,10 +132,7 @@ describe("Deliveries pipeline", () => {
 
   it.scoped("the grace period is configurable", () =>
     Effect.gen(function*() {
-      const harness = yield* HarnessTag
-      yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* takeAck(harness)
+      const harness = yield* bobPastSeq1
       yield* Queue.offer(harness.frames, deliver("bob", 3))
       yield* eventually(reportFor("bob"), (report) => report?.held.length === 1, "seq 3 held")
       yield* TestClock.adjust("100 millis")
@@ -188,10 +188,7 @@ describe("Deliveries pipeline", () => {
 
   it.scoped("a frame NodeControl could not decode is dead-lettered and acked in the agent's order", () =>
     Effect.gen(function*() {
-      const harness = yield* HarnessTag
-      yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* takeAck(harness)
+      const harness = yield* bobPastSeq1
       yield* Queue.offer(harness.undecodable, { agent: "bob", seq: 2, msgId: "msg_bad", reason: "mode: expected wait|steer" })
       assert.deepStrictEqual(yield* takeAck(harness), { agent: "bob", up_to_seq: 2 })
       const [letter] = yield* Effect.flatMap(DeadLetters, (dl) => dl.list)
@@ -251,10 +248,7 @@ describe("Deliveries pipeline", () => {
 
   it.scoped("a forgotten agent (released, respawned) adopts the next seq as its baseline instead of going deaf", () =>
     Effect.gen(function*() {
-      const harness = yield* HarnessTag
-      yield* harness.addAgent("bob")
-      yield* Queue.offer(harness.frames, deliver("bob", 1))
-      yield* takeAck(harness)
+      const harness = yield* bobPastSeq1
       const book = yield* DeliveryBook
       yield* book.forget({ name: "bob", agentId: "agt_bob" })
       assert.isTrue(Option.isNone(yield* book.get("agt_bob")))
