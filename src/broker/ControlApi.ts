@@ -1,5 +1,5 @@
 import { HttpRouter } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Cause, Clock, Context, Effect, Layer, Ref } from "effect"
 import { createServer } from "node:http"
 import type { AgentRegistry } from "./AgentRegistry.js"

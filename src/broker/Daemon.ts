@@ -1,9 +1,9 @@
 import { FetchHttpClient, type FileSystem, type HttpClient } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import { accessSync, constants } from "node:fs"
 import { delimiter, join } from "node:path"
-import { EmbeddedEngine, type EngineStartError } from "../engine/index.js"
+import type { EngineStartError } from "../engine/EngineError.js"
 import * as Actions from "./Actions.js"
 import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
@@ -108,18 +108,28 @@ const platformLayer: Layer.Layer<NodeContext.NodeContext | HttpClient.HttpClient
   FetchHttpClient.layer
 )
 
+/**
+ * The embedded engine, loaded only when it is started: with RELAY_BASE_URL set, the daemon never
+ * loads its modules (SQLite, the engine's HTTP and node-protocol code), which is most of a start.
+ */
+export const startEmbeddedEngine: LocalEngine.StartEmbeddedEngine<EngineStartError, never> = (options) =>
+  Effect.flatMap(
+    Effect.promise(() => import("../engine/index.js")),
+    (engine) => engine.EmbeddedEngine.start(options)
+  )
+
 /** The broker as `relay-broker up` runs it, announcing itself (connection.json + the stdout line). */
 export const layer = (options: DaemonOptions = {}) =>
   announceLayer.pipe(
     Layer.provideMerge(servicesLayer),
-    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? EmbeddedEngine.start)),
+    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? startEmbeddedEngine)),
     Layer.provideMerge(platformLayer)
   )
 
 /** The same broker without connection.json or the stdout line: for embedding in another program or a test. */
 export const layerQuiet = (options: DaemonOptions = {}) =>
   servicesLayer.pipe(
-    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? EmbeddedEngine.start)),
+    Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? startEmbeddedEngine)),
     Layer.provideMerge(platformLayer)
   )
 

@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { fileURLToPath } from "node:url"
 import { join, relative } from "node:path"
