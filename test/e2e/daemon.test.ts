@@ -1,13 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { freshMachineEnv, isAlive, stopChild } from "../support/processes.js"
+import { freshMachineEnv, isAlive, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
 
 // `node dist/main.js up` as a real child process, on the embedded engine, in a temp state dir.
 // Build first: `npx tsc -p tsconfig.build.json` (npm test does it through scripts/ensure-ready.mjs).
@@ -15,23 +13,9 @@ import { freshMachineEnv, isAlive, stopChild } from "../support/processes.js"
 const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 const listening = /^\[agent-relay\] API listening on (http:\/\/127\.0\.0\.1:(\d+))$/
 
-interface Daemon {
-  readonly child: ChildProcess
-  readonly stdout: Array<string>
-  readonly stderr: Array<string>
-  /** Resolves with the exit code (null when killed by a signal). */
-  readonly exited: Promise<number | null>
-}
+type Daemon = LaunchedScript
 
-const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Daemon => {
-  const child = spawn(process.execPath, [mainJs, "up", ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
-  const stdout: Array<string> = []
-  const stderr: Array<string> = []
-  createInterface({ input: child.stdout! }).on("line", (line) => stdout.push(line))
-  createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, stdout, stderr, exited }
-}
+const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Daemon => launchScript(mainJs, ["up", ...args], env)
 
 /** Resolves once `check` holds (re-checked on every stdout/stderr line and a short tick), or the process exits. */
 const until = <A>(daemon: Daemon, check: () => A | undefined): Promise<A> =>

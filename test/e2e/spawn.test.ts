@@ -1,36 +1,20 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, request as httpRequest, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import WebSocket, { WebSocketServer } from "ws"
-import { freshMachineEnv, isAlive, stopChild } from "../support/processes.js"
+import { freshMachineEnv, isAlive, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
 
 // Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
 // terminal I/O, release, and the failures the API reports. Build first: `npx tsc -p tsconfig.build.json`.
 
 const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 
-interface Proc {
-  readonly child: ChildProcess
-  readonly stdout: Array<string>
-  readonly stderr: Array<string>
-  readonly exited: Promise<number | null>
-}
-
-const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Proc => {
-  const child = spawn(process.execPath, [mainJs, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
-  const stdout: Array<string> = []
-  const stderr: Array<string> = []
-  createInterface({ input: child.stdout! }).on("line", (line) => stdout.push(line))
-  createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line))
-  return { child, stdout, stderr, exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))) }
-}
+type Proc = LaunchedScript
 
 /** Polls `check` until it yields a value; fails (with the process's stderr) if the process exits first. */
 const until = <A>(proc: Proc, check: () => A | undefined | Promise<A | undefined>): Effect.Effect<A> =>
@@ -47,7 +31,7 @@ const until = <A>(proc: Proc, check: () => A | undefined | Promise<A | undefined
 
 /** A child process that is SIGKILLed at the end of the test if it is still running. */
 const started = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
-  Effect.acquireRelease(Effect.sync(() => launch(args, env)), (proc) => stopChild(proc.child, "SIGKILL"))
+  Effect.acquireRelease(Effect.sync(() => launchScript(mainJs, args, env)), (proc) => stopChild(proc.child, "SIGKILL"))
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "relay-broker-spawn-"))),

@@ -1,5 +1,6 @@
-import type { ChildProcess } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
+import { createInterface } from "node:readline"
 import { Effect } from "effect"
 
 // Process checks shared by the tests that start real processes.
@@ -33,4 +34,24 @@ export const freshMachineEnv = (root: string, extra: Record<string, string> = {}
     if (/^(RELAY_|RELAYCAST_|AGENT_RELAY_)/.test(name)) delete env[name]
   }
   return { ...env, AGENT_RELAY_DATA_DIR: join(root, "data"), XDG_DATA_HOME: join(root, "xdg"), ...extra }
+}
+
+/** A Node script run as a child process, its output collected line by line. */
+export interface LaunchedScript {
+  readonly child: ChildProcess
+  readonly stdout: Array<string>
+  readonly stderr: Array<string>
+  /** Resolves with the exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>
+}
+
+/** Runs `node <script> <args>` with `env`, collecting its stdout and stderr lines. */
+export const launchScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): LaunchedScript => {
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+  const stdout: Array<string> = []
+  const stderr: Array<string> = []
+  createInterface({ input: child.stdout! }).on("line", (line) => stdout.push(line))
+  createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  return { child, stdout, stderr, exited }
 }
