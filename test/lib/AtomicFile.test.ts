@@ -36,6 +36,9 @@ describe("AtomicFile", () => {
       assert.strictEqual(modeOf(path), 0o600)
       yield* writeFileAtomic(path, "public", { mode: 0o644 })
       assert.strictEqual(modeOf(path), 0o644)
+      // 0o666 is masked by the usual 022 umask at open; the result must still be exactly 0o666.
+      yield* writeFileAtomic(path, "shared", { mode: 0o666 })
+      assert.strictEqual(modeOf(path), 0o666)
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("a concurrent reader only ever sees a complete old or new content", () =>
