@@ -7,9 +7,11 @@ import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore } from "./EngineStore.js"
 import * as ActionRoutes from "./http/actions.js"
 import * as AgentRoutes from "./http/agents.js"
+import * as ChannelAdminRoutes from "./http/channelAdmin.js"
 import * as ChannelRoutes from "./http/channels.js"
 import * as MessageRoutes from "./http/messages.js"
 import * as NodeRoutes from "./http/nodes.js"
+import * as SearchRoutes from "./http/search.js"
 import { errorResponse } from "./http/support.js"
 import * as WorkspaceRoutes from "./http/workspaces.js"
 
@@ -31,6 +33,8 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.concat(AgentRoutes.routes),
   HttpRouter.concat(NodeRoutes.routes),
   HttpRouter.concat(ChannelRoutes.routes),
+  HttpRouter.concat(ChannelAdminRoutes.routes),
+  HttpRouter.concat(SearchRoutes.routes),
   HttpRouter.concat(MessageRoutes.routes)
 )
 

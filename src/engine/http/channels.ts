@@ -44,8 +44,10 @@ const createChannelRoute = handle(Effect.gen(function*() {
 const listChannels = handle(Effect.gen(function*() {
   const { sql } = yield* EngineStore
   const { workspace } = yield* authenticate("any")
+  const includeArchived = (yield* query).get("include_archived") === "true"
   const rows = yield* sql<ChannelRow & { member_count: number }>`SELECT c.*, (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id) AS member_count
-    FROM channels c WHERE c.workspace_id = ${workspace.id} AND c.channel_type = 0 ORDER BY c.name`
+    FROM channels c WHERE c.workspace_id = ${workspace.id} AND c.channel_type = 0
+      ${includeArchived ? sql`` : sql`AND c.archived = 0`} ORDER BY c.name`
   return ok(rows.map((row) => channelJson(row, row.member_count)))
 }))
 
