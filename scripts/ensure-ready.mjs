@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `pre` step of `npm start`, `npm test` and `npm run bench`: install when node_modules is
-// missing or older than the lock file, and build when dist/ is missing or older than any source.
+// missing or older than the lock file, and build (scripts/build.mjs) when dist/ is missing or older
+// than any source.
 import { execFileSync } from "node:child_process"
 import { existsSync, readdirSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -25,12 +26,21 @@ const run = (command, args) => {
 }
 
 const installMarker = at("node_modules", ".package-lock.json")
-if (mtime(installMarker) < Math.max(mtime(at("package-lock.json")), mtime(at("package.json")))) {
+// The lock file, not package.json: a change of scripts is not a change of dependencies, and
+// `npm install <pkg>` rewrites the lock.
+if (mtime(installMarker) < mtime(at("package-lock.json"))) {
   run("npm", ["ci", "--no-audit", "--no-fund"])
 }
 
 const builtMarker = at("dist", "main.js")
-const sourcesChanged = Math.max(newestUnder(at("src")), mtime(at("tsconfig.build.json")), mtime(at("tsconfig.base.json")))
-if (mtime(builtMarker) < sourcesChanged) {
-  run("npx", ["tsc", "-p", "tsconfig.build.json"])
+const sourcesChanged = Math.max(
+  newestUnder(at("src")),
+  mtime(at("tsconfig.build.json")),
+  mtime(at("tsconfig.base.json")),
+  mtime(at("scripts", "build.mjs")),
+  mtime(installMarker)
+)
+// tsc for the library's modules, then esbuild for the executable's bundles (scripts/build.mjs).
+if (mtime(builtMarker) < sourcesChanged || !existsSync(at("dist", "bin"))) {
+  run(process.execPath, [at("scripts", "build.mjs")])
 }

@@ -20,7 +20,8 @@ import { makeFleet, warmUp } from "./workloads/fleet.mjs"
 import { runLatency } from "./workloads/latency.mjs"
 import { microDecisions, microWire } from "./workloads/micro.mjs"
 import { runStartup } from "./workloads/startup.mjs"
-import { runThroughput } from "./workloads/throughput.mjs"
+import { runCli } from "./workloads/cli.mjs"
+import { runFixedRate, runThroughput } from "./workloads/throughput.mjs"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const argv = process.argv.slice(2)
@@ -32,14 +33,14 @@ const option = (name) => {
 const quick = flag("--quick")
 // The relay-broker entry point to measure (`engine` and `up`); another build can be compared with --main.
 const entry = resolve(option("--main") ?? join(root, "dist", "main.js"))
-const WORKLOADS = ["micro", "startup", "latency", "memory", "throughput"]
+const WORKLOADS = ["micro", "startup", "cli", "latency", "memory", "throughput", "cpu"]
 const only = option("--only")?.split(",") ?? WORKLOADS
 const wants = (name) => only.includes(name)
 const brokers = option("--brokers")?.split(",") ?? ["us", "upstream"]
 
 const settings = quick
-  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 15000 }
-  : { agents: 50, latencyCount: 1000, latencyWarmup: 20, perMessageTimeoutMs: 10000, rates: [50, 100, 200, 400, 800, 1600, 3200, 6400, 12800], stepMs: 30000, drainMs: 5000, startupRuns: 10, microMs: 2000, idleSettleMs: 2000, installTimeoutMs: 120000 }
+  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, fixedRate: 1000, fixedStepMs: 3000, cliRuns: 3, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 15000 }
+  : { agents: 50, latencyCount: 1000, latencyWarmup: 20, perMessageTimeoutMs: 10000, rates: [50, 100, 200, 400, 800, 1600, 3200, 6400, 12800], stepMs: 30000, fixedRate: 1000, fixedStepMs: 20000, cliRuns: 10, drainMs: 5000, startupRuns: 10, microMs: 2000, idleSettleMs: 2000, installTimeoutMs: 120000 }
 if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))
 if (option("--step-seconds")) settings.stepMs = Number(option("--step-seconds")) * 1000
@@ -99,14 +100,14 @@ const runKind = async (kind, { binary, runDir }) => {
     }
     const workspaceKey = (await engine.createWorkspace(`bench-${kind}`)).api_key
     const sender = await engine.registerAgent(workspaceKey, "bench-sender")
-    if (!wants("latency") && !wants("memory") && !wants("throughput")) return bucket
+    if (!["cli", "latency", "memory", "throughput", "cpu"].some(wants)) return bucket
 
     let broker
     try {
       log(`${kind}: starting the broker`)
       broker = await startBroker(kind, { entry, binary, engine, workspaceKey, name: `bench-${kind}`, stateDir: join(dir, "broker"), logDir })
     } catch (error) {
-      for (const name of ["latency", "memory", "throughput"]) if (wants(name)) bucket.errors[name] = `broker did not start: ${errorText(error)}`
+      for (const name of ["cli", "latency", "memory", "throughput", "cpu"]) if (wants(name)) bucket.errors[name] = `broker did not start: ${errorText(error)}`
       log(`${kind}: broker did not start: ${errorText(error)}`)
       return bucket
     }
@@ -122,13 +123,18 @@ const runKind = async (kind, { binary, runDir }) => {
       await fleet.spawn(names.slice(0, 1), { channels: [CHANNEL] })
       await warmUp({ fleet, engine, sender, tag: "w0", timeoutMs: 30000 })
 
+      if (wants("cli") && kind === "us") {
+        log(`${kind}: cli \`agents\` × ${settings.cliRuns}`)
+        await attempt(bucket, "cli", () => runCli({ entry, broker, runs: settings.cliRuns, env: process.env }))
+      }
+
       if (wants("latency")) {
         log(`${kind}: latency, ${settings.latencyCount} DMs one at a time`)
         await attempt(bucket, "latency", () =>
           runLatency({ fleet, engine, sender, agent: names[0], count: settings.latencyCount, warmup: settings.latencyWarmup, perMessageTimeoutMs: settings.perMessageTimeoutMs, deliverLog })
         )
       }
-      if (!wants("memory") && !wants("throughput")) return bucket
+      if (!["memory", "throughput", "cpu"].some(wants)) return bucket
 
       log(`${kind}: spawning ${names.length - 1} more agents`)
       await fleet.spawn(names.slice(1), { channels: [CHANNEL] })
@@ -147,7 +153,20 @@ const runKind = async (kind, { binary, runDir }) => {
         if (bucket.results.throughput?.best?.rate === settings.rates.at(-1)) {
           bucket.notes.push(`every rate up to ${settings.rates.at(-1)} deliveries/s was sustained: the ladder's top, not a limit`)
         }
+      }
+      if (wants("cpu")) {
+        log(`${kind}: CPU per delivery at a fixed ${settings.fixedRate} deliveries/s`)
+        await attempt(bucket, "cpu", () =>
+          runFixedRate({ fleet, engine, engineCpuMs: () => treeCpuMs(engineProc.pid, () => false), sender, broker, channel: CHANNEL, rate: settings.fixedRate, stepMs: settings.fixedStepMs, drainMs: settings.drainMs, dmShare: DM_SHARE, latencyBoundMs: LATENCY_BOUND_MS, deliverLog, log })
+        )
+      }
+      if (wants("throughput") || wants("cpu")) {
         memory.afterThroughput = broker.memory()
+        try {
+          memory.afterThroughputGc = await broker.memoryAfterGc()
+        } catch (error) {
+          bucket.notes.push(`RSS after GC: ${errorText(error)}`)
+        }
       }
       bucket.results.memory = memory
     } catch (error) {
@@ -184,7 +203,7 @@ const rowsOf = (us, upstream, micro) => {
     rows.push(row("  engine part p50 (send → deliver frame)", "ms", "latency.enginePart.p50"))
   }
   if (wants("throughput")) {
-    rows.push({ label: `throughput sustained, ${n} agents (deliveries/s)`, unit: "msg/s", us: throughputBest(us), upstream: upstream ? throughputBest(upstream) : undefined, higherIsBetter: true, goal: "≥ 5,000/s" })
+    rows.push({ label: `throughput sustained, ${n} agents (deliveries/s)`, unit: "msg/s", us: throughputBest(us), upstream: upstream ? throughputBest(upstream) : undefined, higherIsBetter: true, goal: "≥ 3,000/s" })
     rows.push(row("  latency p50 at that rate", "ms", "throughput.best.latency.p50"))
     rows.push(row("  latency p99 at that rate", "ms", "throughput.best.latency.p99"))
     rows.push(row("  broker part p99 (frame → read)", "ms", "throughput.best.brokerLatency.p99"))
@@ -192,7 +211,7 @@ const rowsOf = (us, upstream, micro) => {
     rows.push(row("  engine CPU per 1,000 deliveries", "ms", "throughput.best.engineCpuMsPer1000"))
   }
   if (wants("memory") || wants("throughput")) {
-    rows.push(row("broker RSS idle", "MB", "memory.idle.selfMb"))
+    rows.push(row("broker RSS idle", "MB", "memory.idle.selfMb", { goal: "≤ 70 MB" }))
     rows.push(row(`broker RSS with ${n} agents`, "MB", "memory.withAgents.selfMb", { goal: "≤ 150 MB" }))
     rows.push(row(`  per-agent helper processes, ${n} agents`, "MB", "memory.withAgents.helpersMb"))
     const withHelpers = (bucket) => {
@@ -201,10 +220,21 @@ const rowsOf = (us, upstream, micro) => {
     }
     rows.push({ label: `  broker + helpers, ${n} agents`, unit: "MB", us: withHelpers(us), upstream: upstream ? withHelpers(upstream) : undefined })
     rows.push(row(`  the ${n} agents themselves (same program)`, "MB", "memory.withAgents.agentsMb"))
-    if (wants("throughput")) rows.push(row("broker RSS after throughput", "MB", "memory.afterThroughput.selfMb"))
+    if (wants("throughput") || wants("cpu")) {
+      rows.push(row("broker RSS after throughput", "MB", "memory.afterThroughput.selfMb"))
+      rows.push(row("  the same after a full GC", "MB", "memory.afterThroughputGc.selfMb", { goal: "≤ 110 MB" }))
+    }
+  }
+  if (wants("cpu")) {
+    rows.push(row(`broker CPU per delivery at ${settings.fixedRate}/s`, "ms", "cpu.brokerCpuMsPerDelivery", { goal: "≤ 0.25 ms" }))
+    rows.push(row(`engine CPU per delivery at ${settings.fixedRate}/s`, "ms", "cpu.engineCpuMsPerDelivery", { goal: "≤ 0.25 ms" }))
+  }
+  if (wants("cli")) {
+    rows.push({ label: "CLI `agents`: exec → exit (median)", unit: "ms", us: us?.results.cli?.wallMs, peer: false, goal: "≤ 120 ms" })
+    rows.push({ label: "CLI `agents`: peak RSS", unit: "MB", us: us?.results.cli?.peakRssMb, peer: false, goal: "≤ 50 MB" })
   }
   if (wants("startup")) {
-    rows.push(row("startup: exec → API listening (median)", "ms", "startup.listeningMs", { goal: "≤ 400 ms" }))
+    rows.push(row("startup: exec → API listening (median)", "ms", "startup.listeningMs", { goal: "≤ 200 ms" }))
     rows.push(row("startup: exec → node online (median)", "ms", "startup.onlineMs"))
   }
   if (wants("micro")) {

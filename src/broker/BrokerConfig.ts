@@ -61,8 +61,13 @@ export interface BrokerSettings extends Omit<BrokerConfigShape, "baseUrl" | "wor
 export const defaultHeartbeatInterval = 12_000
 export const defaultRequestTimeout = 30_000
 
-/** This package's version (`package.json`), the same from `src/broker/` and `dist/broker/`. */
-export const packageVersion: string = (createRequire(import.meta.url)("../../package.json") as { version: string }).version
+// Defined by the bundler (scripts/build.mjs): a bundle does not sit two folders below package.json.
+declare const __RELAY_BROKER_VERSION__: string | undefined
+
+/** This package's version (`package.json`), the same from `src/broker/`, `dist/broker/` and a bundle. */
+export const packageVersion: string = typeof __RELAY_BROKER_VERSION__ === "string"
+  ? __RELAY_BROKER_VERSION__
+  : (createRequire(import.meta.url)("../../package.json") as { version: string }).version
 
 const baseUrlVariables = ["RELAYCAST_BASE_URL", "RELAY_BASE_URL"] as const
 // The explicit workspace-key variables must hold an `rk_` key; RELAY_API_KEY is the soft fallback.

@@ -1,9 +1,14 @@
 // The `relay-broker` command tree (@effect/cli). `up` and `engine` hand their raw arguments to
 // their own modules; the client commands talk to a running daemon's local API.
-import { Args, Command, ValidationError } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit } from "effect"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Agents from "./agents.js"
 import { type Delegated, delegate } from "./delegate.js"
 import type { CliExit } from "./errors.js"

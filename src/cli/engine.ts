@@ -1,5 +1,9 @@
-import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer, Logger, LogLevel } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { EmbeddedEngine } from "../engine/index.js"
 
 // `relay-broker engine --port <p> --data <dir> [--host 127.0.0.1]`: the embedded engine alone.

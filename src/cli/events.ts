@@ -1,5 +1,8 @@
-import { Effect, Queue, Redacted, type Scope } from "effect"
-import WebSocket from "ws"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type WebSocket from "ws"
 import type { Daemon } from "./client.js"
 import { DaemonFailed, NoDaemon } from "./errors.js"
 import { record } from "./format.js"
@@ -19,9 +22,11 @@ export const subscribe = (daemon: Daemon): Effect.Effect<Queue.Dequeue<EventOrEn
     const queue = yield* Queue.unbounded<EventOrEnd>()
     const url = new URL("ws", daemon.url.endsWith("/") ? daemon.url : `${daemon.url}/`)
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:"
+    // Loaded here, not with every client command.
+    const { default: WebSocketClient } = yield* Effect.promise(() => import("ws"))
     yield* Effect.acquireRelease(
       Effect.async<WebSocket, DaemonFailed | NoDaemon>((resume) => {
-        const socket = new WebSocket(url, { headers: { "x-api-key": Redacted.value(daemon.apiKey) } })
+        const socket = new WebSocketClient(url, { headers: { "x-api-key": Redacted.value(daemon.apiKey) } })
         socket.on("message", (data) => {
           try {
             queue.unsafeOffer({ _tag: "Event", event: record(JSON.parse(String(data))) })

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import { freshMachineEnv, isAlive, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
 
 // `node dist/main.js up` as a real child process, on the embedded engine, in a temp state dir.
-// Build first: `npx tsc -p tsconfig.build.json` (npm test does it through scripts/ensure-ready.mjs).
+// Build first: `npm run build` (npm test does it through scripts/ensure-ready.mjs).
 
 const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 const listening = /^\[agent-relay\] API listening on (http:\/\/127\.0\.0\.1:(\d+))$/

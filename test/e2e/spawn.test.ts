@@ -10,7 +10,7 @@ import WebSocket, { WebSocketServer } from "ws"
 import { freshMachineEnv, isAlive, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
 
 // Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
-// terminal I/O, release, and the failures the API reports. Build first: `npx tsc -p tsconfig.build.json`.
+// terminal I/O, release, and the failures the API reports. Build first: `npm run build`.
 
 const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { request } from "./http.mjs"
 import { now, sleep, start } from "./procs.mjs"
+import { collectGarbage } from "./inspector.mjs"
 import { treeCpuMs, treeMemory } from "./proctree.mjs"
 
 const LISTENING = /API listening on (https?:\/\/\S+)/
@@ -123,6 +124,7 @@ const makeHandle = (kind, { proc, url, apiKey, name, stateDir, listeningAt, onli
     kind,
     name,
     url,
+    apiKey,
     stateDir,
     pid: proc.pid,
     startedAt: proc.startedAt,
@@ -143,6 +145,12 @@ const makeHandle = (kind, { proc, url, apiKey, name, stateDir, listeningAt, onli
     memory: () => treeMemory(proc.pid, isSinkAgent),
     /** CPU ms used so far by the broker and its helpers (not the agents), or undefined without /proc. */
     cpuMs: () => treeCpuMs(proc.pid, isSinkAgent),
+    /** Ours only: a full garbage collection in the broker (through its inspector), then its memory. */
+    memoryAfterGc: async () => {
+      if (kind !== "us") return treeMemory(proc.pid, isSinkAgent)
+      await collectGarbage(proc)
+      return treeMemory(proc.pid, isSinkAgent)
+    },
     stop: () => proc.stop(5000)
   }
 }

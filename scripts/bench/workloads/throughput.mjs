@@ -148,7 +148,7 @@ const followFrames = (deliverLog) => {
   return { poll: follower.poll, close: follower.close, firstWrite: (msgId, agent) => first.get(`${msgId}|${agent}`) }
 }
 
-const cpu = (x) => (x === undefined ? "n/a" : `${x.toFixed(0)} ms`)
+const cpu = (x) => (x === undefined || Number.isNaN(x) ? "n/a" : `${x.toFixed(x >= 10 ? 0 : 2)} ms`)
 const ms = (x) => (x === undefined ? "n/a" : `${x.toFixed(x >= 100 ? 0 : 1)} ms`)
 
 /** Climbs the rate ladder until a step is not sustained; reports every step and the best one. */
@@ -180,4 +180,23 @@ export const runThroughput = async ({ fleet, engine, engineCpuMs, sender, broker
     frames.close()
   }
   return { channel: channel ?? null, dmShare, latencyBoundMs, steps, best: best ?? null }
+}
+
+/**
+ * One step at a fixed rate (whether or not it is sustained), for the CPU each delivery costs the
+ * broker and the engine at that rate: `{ ...step, brokerCpuMsPerDelivery, engineCpuMsPerDelivery }`.
+ */
+export const runFixedRate = async ({ fleet, engine, engineCpuMs, sender, broker, channel, rate, stepMs, drainMs, dmShare, latencyBoundMs, deliverLog, log }) => {
+  const frames = followFrames(deliverLog)
+  try {
+    const result = await runStep({ fleet, engine, engineCpuMs, sender, broker, channel, rate, durationMs: stepMs, drainMs, dmShare, latencyBoundMs, step: `f${rate}`, frames })
+    const perDelivery = (per1000) => (per1000 === undefined ? undefined : per1000 / 1000)
+    log(
+      `  fixed ${rate} deliveries/s for ${result.durationS} s: ${result.sustained ? "sustained" : "not sustained"}; ` +
+        `CPU per delivery: broker ${cpu(result.brokerCpuMsPer1000 / 1000)}, engine ${cpu(result.engineCpuMsPer1000 / 1000)}`
+    )
+    return { ...result, brokerCpuMsPerDelivery: perDelivery(result.brokerCpuMsPer1000), engineCpuMsPerDelivery: perDelivery(result.engineCpuMsPer1000) }
+  } finally {
+    frames.close()
+  }
 }
