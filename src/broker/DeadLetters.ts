@@ -23,7 +23,9 @@ export const DeadLetterReason = Schema.Literal(
   /** Seqs that never arrived within the gap grace period; the frames after them were surfaced. */
   "missing_upstream",
   /** Typing into the terminal kept failing after the retries. */
-  "inject_failed"
+  "inject_failed",
+  /** An unexpected failure (a defect) inside the broker while handling the frame; `detail` says which. */
+  "internal_error"
 )
 export type DeadLetterReason = typeof DeadLetterReason.Type
 

@@ -21,6 +21,11 @@ export class DeliveryBook extends Context.Tag("relay-broker/DeliveryBook")<Deliv
    * kept in memory even then.
    */
   readonly save: (cursor: AgentCursor) => Effect.Effect<void, PersistFailed>
+  /**
+   * Brings the agent's file in line with its cursor in memory (the newest cursor written, or the file
+   * removed after a `forget`): the retry of a failed `save`.
+   */
+  readonly persist: (agentId: string) => Effect.Effect<void, PersistFailed>
   readonly list: Effect.Effect<ReadonlyArray<AgentCursor>>
 }>() {}
 
@@ -190,6 +195,7 @@ export const make = (storage: BookStorage) =>
       forget,
       get: (agentId) => Effect.map(Ref.get(cursors), (current) => Option.fromNullable(current.get(agentId))),
       save,
+      persist: sync,
       list: Effect.map(Ref.get(cursors), (current) => [...current.values()])
     })
   })

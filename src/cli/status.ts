@@ -63,6 +63,31 @@ const countersOf = (nodeDelivery: unknown): ReadonlyArray<readonly [string, numb
   return [...totals]
 }
 
+/** `agents[]` of `/api/node-delivery` whose worker is stalled, as `name: reason`. */
+const stalledOf = (nodeDelivery: unknown): ReadonlyArray<string> =>
+  list(pick(nodeDelivery, "agents")).flatMap((agent) => {
+    const worker = pick(agent, "worker")
+    return pick(worker, "state") === "stalled"
+      ? [`${text(pick(agent, "agent", "name"))}: ${text(pick(worker, "stalled_reason", "stalledReason"))}`]
+      : []
+  })
+
+/** `agents[]` whose cursor saves fail (their acks wait), as `name: error`. */
+const unsavedOf = (nodeDelivery: unknown): ReadonlyArray<string> =>
+  list(pick(nodeDelivery, "agents")).flatMap((agent) => {
+    const durability = pick(agent, "durability")
+    if (pick(durability, "cursor_saved") !== false) return []
+    const pending = pick(durability, "pending_ack")
+    return [
+      `${text(pick(agent, "agent", "name"))}: ${text(pick(durability, "save_error"))}` +
+      (typeof pending === "number" ? ` (ack ${pending} waits)` : "")
+    ]
+  })
+
+/** `label  N`, then one `- line` per entry; nothing when `lines` is empty unless `always`. */
+const listed = (label: string, lines: ReadonlyArray<string>, always = false): ReadonlyArray<readonly [string, string]> =>
+  lines.length === 0 && !always ? [] : [[label, String(lines.length)], ...lines.map((line) => ["", `- ${line}`] as const)]
+
 export const render = (
   answers: { readonly status: unknown; readonly nodeDelivery: unknown; readonly deadLetters: unknown },
   now = Date.now()
@@ -79,6 +104,8 @@ export const render = (
     ["pending", String(numberOr(pick(answers.status, "pending_delivery_count", "pendingDeliveryCount"), list(pick(answers.status, "pending_deliveries")).length))],
     ["dead letters", text(deadCount)],
     ...(letters ?? []).slice(0, 20).map((letter) => ["", `- ${deadLetterLine(letter)}`] as const),
+    ...listed("stalled", stalledOf(answers.nodeDelivery), answers.nodeDelivery !== undefined),
+    ...listed("unsaved cursors", unsavedOf(answers.nodeDelivery)),
     ["deliveries", counters.length === 0 ? "-" : counters.map(([key, value]) => `${key} ${value}`).join(" · ")]
   ]
   return fields(entries)

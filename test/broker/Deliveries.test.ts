@@ -208,9 +208,14 @@ describe("Deliveries pipeline", () => {
       const harness = yield* HarnessTag
       yield* harness.addAgent("bob", { failures: 2 })
       yield* offerFrames(harness, deliver("bob", 1), deliver("bob", 2))
-      yield* eventually(Ref.get(harness.injections), () => true)
+      // The first attempt failed and the retry waits on the clock, with seq 2 behind it.
+      yield* eventually(Ref.get(harness.attempts), (attempts) => attempts === 1, "the first attempt")
+      yield* Effect.yieldNow()
+      assert.isTrue(yield* noneLeft(harness.acks))
+      assert.deepStrictEqual(yield* injectedTexts, [])
       yield* TestClock.adjust("1 seconds")
       assert.deepStrictEqual(yield* ackedSeqs(harness, 2), [1, 2])
+      assert.strictEqual(yield* Ref.get(harness.attempts), 4)
       const texts = yield* injectedTexts
       assert.strictEqual(texts.length, 2)
       assert.isTrue(texts[0]?.endsWith("message 1"))

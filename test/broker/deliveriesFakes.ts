@@ -30,6 +30,8 @@ export interface Harness {
   readonly undecodable: Queue.Queue<UndecodableDelivery>
   readonly acks: Queue.Queue<{ readonly agent: string; readonly up_to_seq: number }>
   readonly injections: Ref.Ref<ReadonlyArray<Injection>>
+  /** Every call of a fake terminal's inject, failed ones included. */
+  readonly attempts: Ref.Ref<number>
   readonly steps: Ref.Ref<ReadonlyArray<Step>>
   /** Adds (or replaces) a live agent; `failures` makes its next N injections fail with PtyClosed. */
   readonly addAgent: (
@@ -38,6 +40,8 @@ export interface Harness {
       readonly injectMode?: InjectMode["input"]
       readonly cli?: string
       readonly failures?: number
+      /** Its next N injections die (a defect, not a PtyClosed). */
+      readonly defects?: number
       readonly gate?: Deferred.Deferred<void>
       readonly status?: "running" | "exited"
     }
@@ -54,6 +58,7 @@ const makeHarness = Effect.gen(function*() {
   const undecodable = yield* Queue.unbounded<UndecodableDelivery>()
   const acks = yield* Queue.unbounded<{ readonly agent: string; readonly up_to_seq: number }>()
   const injections = yield* Ref.make<ReadonlyArray<Injection>>([])
+  const attempts = yield* Ref.make(0)
   const steps = yield* Ref.make<ReadonlyArray<Step>>([])
   const agents = yield* Ref.make<ReadonlyMap<string, LiveAgent>>(new Map())
 
@@ -61,14 +66,18 @@ const makeHarness = Effect.gen(function*() {
     Effect.gen(function*() {
       const pid = nextPid++
       const failuresLeft = yield* Ref.make(options?.failures ?? 0)
+      const defectsLeft = yield* Ref.make(options?.defects ?? 0)
       const pty: Pty = {
         pid,
         write: () => Effect.void,
         inject: (text, mode) =>
           Effect.gen(function*() {
+            yield* Ref.update(attempts, (count) => count + 1)
             if (options?.gate !== undefined) yield* Deferred.await(options.gate)
             const failing = yield* Ref.modify(failuresLeft, (left) => [left > 0, Math.max(0, left - 1)])
             if (failing) return yield* new PtyClosed({ pid })
+            const dying = yield* Ref.modify(defectsLeft, (left) => [left > 0, Math.max(0, left - 1)])
+            if (dying) return yield* Effect.dieMessage(`injected defect in the terminal of ${name}`)
             yield* Ref.update(injections, (all) => [...all, { agent: name, pid, text, mode }])
             yield* Ref.update(steps, (all) => [...all, `inject:${name}` as const])
           }),
@@ -102,7 +111,7 @@ const makeHarness = Effect.gen(function*() {
       return next
     })
 
-  const harness: Harness = { frames, undecodable, acks, injections, steps, addAgent, removeAgent }
+  const harness: Harness = { frames, undecodable, acks, injections, attempts, steps, addAgent, removeAgent }
 
   const node = NodeControl.of({
     request: () => Effect.die("not used"),
@@ -157,11 +166,14 @@ const loggingBook = (steps: Ref.Ref<ReadonlyArray<Step>>, storage: DeliveryBook.
  */
 export const testLayer = (
   options?: Partial<Deliveries.DeliveriesOptions>,
-  storage: DeliveryBook.BookStorage = DeliveryBook.memoryStorage
+  storage: DeliveryBook.BookStorage = DeliveryBook.memoryStorage,
+  /** Wraps the book's methods (to inject faults the store cannot produce). */
+  wrapBook: (book: DeliveryBook.DeliveryBook["Type"]) => DeliveryBook.DeliveryBook["Type"] = (book) => book
 ) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const { harness, node, registry, steps } = yield* makeHarness
-    const book = loggingBook(steps, storage)
+    const book = Layer.map(loggingBook(steps, storage), (context) =>
+      Context.add(context, DeliveryBook.DeliveryBook, wrapBook(Context.get(context, DeliveryBook.DeliveryBook))))
     const base = Layer.mergeAll(
       Layer.succeed(HarnessTag, harness),
       Layer.succeed(NodeControl, node),

@@ -60,7 +60,30 @@ describe("status page", () => {
       ["pending", "0"],
       ["dead letters", "1"],
       ["- dl_1", "to ghost", "unknown_agent: no live agent"],
+      ["stalled", "0"],
       ["deliveries", "received 4 · injected 3 · dead_lettered 1"]
+    ])
+  })
+
+  it("lists stalled agents with their reason and agents whose cursor saves fail", () => {
+    const page = Status.render({
+      status: { agent_count: 2, agents: [{ name: "alice" }, { name: "bob" }] },
+      nodeDelivery: {
+        node: { connected: true },
+        agents: [
+          { agent: "alice", worker: { state: "stalled", stalled_reason: "no progress for 6.0 s: saving the cursor" } },
+          { agent: "bob", worker: { state: "working" }, durability: { cursor_saved: false, save_error: "disk full", pending_ack: 7 } }
+        ]
+      },
+      deadLetters: { dead_letters: [] }
+    }, now)
+    const lines = page.split("\n").map((line) => line.trim().split(/\s{2,}/))
+    assert.deepStrictEqual(lines.slice(4, 9), [
+      ["stalled", "1"],
+      ["- alice: no progress for 6.0 s: saving the cursor"],
+      ["unsaved cursors", "1"],
+      ["- bob: disk full (ack 7 waits)"],
+      ["deliveries", "-"]
     ])
   })
 

@@ -2,7 +2,7 @@ import { HttpRouter } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Ref } from "effect"
 import { BrokerConfig } from "../BrokerConfig.js"
 import { DeadLetters } from "../DeadLetters.js"
-import { Deliveries } from "../Deliveries.js"
+import { Deliveries, type DeliveryHealth } from "../Deliveries.js"
 import { NodeControl } from "../NodeControl.js"
 import { TokenStore } from "../TokenStore.js"
 import { agentViews } from "./agentRoutes.js"
@@ -36,6 +36,21 @@ const pendingDeliveryCount = Effect.serviceOption(Deliveries).pipe(
   }))
 )
 
+const noDeliveryTrouble: DeliveryHealth = { stalled: [], failingSaves: [], workerRestarts: 0 }
+
+const deliveryHealth = Effect.serviceOption(Deliveries).pipe(
+  Effect.flatMap(Option.match({ onNone: () => Effect.succeed(noDeliveryTrouble), onSome: (deliveries) => deliveries.health }))
+)
+
+/** Why the broker is degraded (empty when it is not): the node session, failing cursor saves, stalled agents. */
+const degradedReasons = (connected: boolean, delivery: DeliveryHealth): ReadonlyArray<string> => [
+  ...(connected ? [] : ["the node is not connected to the engine"]),
+  ...delivery.failingSaves.map((failing) =>
+    `delivery cursor of ${failing.agent} not saved since ${new Date(failing.since).toISOString()} (acks wait): ${failing.error}`
+  ),
+  ...delivery.stalled.map((stall) => `delivery to ${stall.agent} stalled: ${stall.reason}`)
+]
+
 const deadLetterCount = Effect.serviceOption(DeadLetters).pipe(
   Effect.flatMap(Option.match({ onNone: () => Effect.succeed(0), onSome: (letters) => letters.count }))
 )
@@ -48,8 +63,11 @@ const health = (facts: BrokerFacts) =>
     const node = yield* (yield* NodeControl).status
     const agents = yield* agentViews
     const workspace = yield* workspaceId
+    const delivery = yield* deliveryHealth
+    const reasons = degradedReasons(node.connected, delivery)
     return json({
-      status: node.connected ? "ok" : "degraded",
+      status: reasons.length === 0 ? "ok" : "degraded",
+      reasons,
       service: "agent-relay-listen",
       version: config.version,
       uptimeMs: yield* uptimeMs(facts),
@@ -63,7 +81,10 @@ const health = (facts: BrokerFacts) =>
       memoryMb: Math.round(process.memoryUsage().rss / (1024 * 1024)),
       relaycastConnected: node.connected,
       nodeConnected: node.connected,
-      nodeDelivery: { tokenPresent: node.tokenPresent, connected: node.connected }
+      nodeDelivery: { tokenPresent: node.tokenPresent, connected: node.connected },
+      stalledAgentCount: delivery.stalled.length,
+      failingCursorSaves: delivery.failingSaves.length,
+      deliveryWorkerRestarts: delivery.workerRestarts
     })
   })
 
@@ -89,7 +110,11 @@ const session = (facts: BrokerFacts) =>
 const status = Effect.gen(function*() {
   const node = yield* (yield* NodeControl).status
   const agents = yield* agentViews
+  const delivery = yield* deliveryHealth
   return json({
+    status: degradedReasons(node.connected, delivery).length === 0 ? "ok" : "degraded",
+    degraded_reasons: degradedReasons(node.connected, delivery),
+    stalled_agents: delivery.stalled,
     agent_count: agents.length,
     agents,
     pending_delivery_count: yield* pendingDeliveryCount,

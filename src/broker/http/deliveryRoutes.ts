@@ -12,7 +12,8 @@ import { NodeControl } from "../NodeControl.js"
 // The delivery routes of the control API:
 //   GET  /api/dead-letters                 the dead letters (?agent= filters), oldest first
 //   POST /api/dead-letters/redeliver       {id} or {all: true}: re-surface them to live agents
-//   GET  /api/node-delivery                per agent: cursor, held seqs, last frame, last ack, counts
+//   GET  /api/node-delivery                per agent: cursor, held seqs, last frame, last ack, counts,
+//                                          worker state (stalled and why), cursor durability
 //   POST /api/send                         {to, text, from?, thread?, mode?}: publish through the engine
 // Auth is not checked here: the control API mounts this router behind its API-key check.
 
@@ -117,6 +118,7 @@ const nodeDelivery = Effect.gen(function*() {
   const status = yield* Effect.flatMap(NodeControl, (node) => node.status)
   const agents = yield* Effect.flatMap(Deliveries, (deliveries) => deliveries.report)
   const deadLetterCount = yield* Effect.flatMap(DeadLetters, (letters) => letters.count)
+  const health = yield* Effect.flatMap(Deliveries, (deliveries) => deliveries.health)
   return json({
     node: {
       connected: status.connected,
@@ -127,6 +129,9 @@ const nodeDelivery = Effect.gen(function*() {
       node_name: status.nodeName
     },
     dead_letter_count: deadLetterCount,
+    stalled_count: health.stalled.length,
+    failing_cursor_saves: health.failingSaves.length,
+    worker_restarts: health.workerRestarts,
     agents
   })
 })
