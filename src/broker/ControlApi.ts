@@ -1,6 +1,6 @@
 import { HttpRouter } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Cause, Clock, Context, Effect, Layer, Ref } from "effect"
+import { Cause, Clock, Context, Effect, ExecutionStrategy, Layer, Ref, Scope } from "effect"
 import { createServer } from "node:http"
 import type { AgentRegistry } from "./AgentRegistry.js"
 import { BrokerConfig } from "./BrokerConfig.js"
@@ -8,6 +8,7 @@ import { ListenFailed } from "./errors.js"
 import type { EventLog } from "./EventLog.js"
 import { agentRoutes, type TerminalSizes } from "./http/agentRoutes.js"
 import { requireApiKey } from "./http/auth.js"
+import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
@@ -63,6 +64,9 @@ const listenFailed = (address: string, cause: unknown) => {
   return new ListenFailed({ address, detail })
 }
 
+/** How long open connections get to close cleanly when the API stops, before they are cut. */
+const stopGraceMillis = 500
+
 export const make = Effect.gen(function*() {
   const config = yield* BrokerConfig
   const context = yield* Effect.context<ControlApiDeps>()
@@ -72,6 +76,10 @@ export const make = Effect.gen(function*() {
     eventSockets: yield* Ref.make(0)
   }
   const routes = yield* HttpRouter.toHttpApp(router(state))
+  // The server lives in its own scope, closed after every connection has been ended (see Connections).
+  const serverScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  const httpServer = createServer()
+  const connections = yield* Connections.track(httpServer)
   const app = routes.pipe(
     Effect.catchTag("RouteNotFound", () =>
       Effect.succeed(failure(404, "not_found", "no such route"))),
@@ -84,13 +92,16 @@ export const make = Effect.gen(function*() {
     ),
     requireApiKey(config.brokerApiKey),
     Effect.provide(context),
+    Effect.provideService(Connections.ApiClosing, { closing: connections.closing }),
     Effect.annotateLogs({ module: "ControlApi" })
   )
   const address = `${config.apiBind}:${config.apiPort}`
-  const server = yield* NodeHttpServer.make(() => createServer(), { host: config.apiBind, port: config.apiPort }).pipe(
-    Effect.mapError((error) => listenFailed(address, error.cause))
+  const server = yield* NodeHttpServer.make(() => httpServer, { host: config.apiBind, port: config.apiPort }).pipe(
+    Effect.mapError((error) => listenFailed(address, error.cause)),
+    Scope.extend(serverScope)
   )
-  yield* server.serve(app)
+  yield* server.serve(app).pipe(Scope.extend(serverScope))
+  yield* Effect.addFinalizer(() => connections.closeAll(stopGraceMillis))
   const port = server.address._tag === "TcpAddress" ? server.address.port : config.apiPort
   const url = formatUrl(config.apiBind, port)
   yield* Effect.logInfo("control API listening").pipe(Effect.annotateLogs({ url }))

@@ -45,9 +45,14 @@ export interface LaunchedScript {
   readonly exited: Promise<number | null>
 }
 
-/** Runs `node <script> <args>` with `env`, collecting its stdout and stderr lines. */
-export const launchScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): LaunchedScript => {
-  const child = spawn(process.execPath, [script, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+/** Runs `node <script> <args>` with `env` (in `cwd` when given), collecting its stdout and stderr lines. */
+export const launchScript = (
+  script: string,
+  args: ReadonlyArray<string>,
+  env: NodeJS.ProcessEnv,
+  cwd?: string
+): LaunchedScript => {
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ["ignore", "pipe", "pipe"], ...(cwd === undefined ? {} : { cwd }) })
   const stdout: Array<string> = []
   const stderr: Array<string> = []
   createInterface({ input: child.stdout! }).on("line", (line) => stdout.push(line))

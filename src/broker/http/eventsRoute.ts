@@ -2,6 +2,7 @@ import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Ref, Schema, Stream } from "effect"
 import { EventLog } from "../EventLog.js"
 import { SinceSeq } from "./bodies.js"
+import { untilClosing } from "./Connections.js"
 import { BadRequest, badRequest, queryParam } from "./responses.js"
 
 // `GET /ws?sinceSeq=N`: the broker's event stream. Replays the durable events after N (with a
@@ -28,7 +29,7 @@ export const eventsRoute = (open: EventSockets) =>
     const pump = subscription.events.pipe(Stream.runForEach((event) => write(JSON.stringify(event))))
     // Incoming frames are ignored; `runRaw` ends when the client goes away.
     const drain = socket.runRaw(() => Effect.void)
-    yield* Effect.raceFirst(pump, drain).pipe(Effect.ignore)
+    yield* untilClosing(Effect.raceFirst(pump, drain)).pipe(Effect.ignore)
     return HttpServerResponse.empty()
   }).pipe(
     Effect.scoped,
