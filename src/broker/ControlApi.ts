@@ -12,6 +12,7 @@ import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
+import { inputStreamRoutes } from "./http/inputStreamRoute.js"
 import { failure } from "./http/responses.js"
 import type { Shutdown } from "./http/Shutdown.js"
 import type { NodeControl } from "./NodeControl.js"
@@ -42,6 +43,7 @@ export const router = (state: {
     brokerRoutes({ startedAt: state.startedAt, eventSockets: state.eventSockets }),
     agentRoutes(state.sizes),
     HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
+    inputStreamRoutes,
     // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when
     // the delivery services are not composed in.
     deliveryRoutesIfPresent

@@ -10,6 +10,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Agents from "./agents.js"
+import * as Attach from "./attach.js"
 import { type Delegated, delegate } from "./delegate.js"
 import type { CliExit } from "./errors.js"
 import * as Logs from "./logs.js"
@@ -37,7 +38,7 @@ export const root = (argv: ReadonlyArray<string>) => {
   ))
   return Command.make("relay-broker").pipe(
     Command.withDescription("A relaycast node: runs AI coding agents in terminals and delivers their messages"),
-    Command.withSubcommands([up, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Status.command])
+    Command.withSubcommands([up, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
   )
 }
 
