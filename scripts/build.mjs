@@ -13,7 +13,7 @@
 // failed; tsc still emits when a file does not type-check, and the bundles are built anyway.
 import { spawnSync } from "node:child_process"
 import { createRequire } from "node:module"
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join, relative, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as esbuild from "esbuild"
@@ -165,4 +165,6 @@ try {
   process.exit(1)
 }
 if (!existsSync(at("dist", "main.js"))) process.exit(1)
+// The package's `relay-broker` bin (upstream clients execute it directly: BROKER_BINARY_PATH, AGENT_RELAY_BIN).
+chmodSync(at("dist", "main.js"), 0o755)
 process.exit(typeScriptStatus)

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// The `relay-broker` executable. The command tree is src/cli/app.ts; `up` and `engine` (the
+// The `relay-broker` executable. The command tree is src/cli/app.ts; `up`, `init` and `engine` (the
 // long-running ones) go straight to their modules with their raw arguments, without loading it.
-// `up --help` is up's own; `engine --help` is the tree's.
+// `up --help` and `init --help` are their own; `engine --help` is the tree's.
 import { delegate, isDelegated } from "./cli/delegate.js"
 
 const argv = process.argv.slice(2)
 const [first, ...rest] = argv
 
-if (first === "up" || (isDelegated(first) && !rest.some((arg) => arg === "--help" || arg === "-h"))) {
+if (first === "up" || first === "init" || (isDelegated(first) && !rest.some((arg) => arg === "--help" || arg === "-h"))) {
   await delegate(first, rest)
 } else {
   const { main } = await import("./cli/app.js")

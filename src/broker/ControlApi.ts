@@ -12,6 +12,8 @@ import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
+import { channelRoutes } from "./http/channelRoutes.js"
+import { sessionRoutes } from "./http/sessionRoutes.js"
 import { inputStreamRoutes } from "./http/inputStreamRoute.js"
 import { failure } from "./http/responses.js"
 import type { Shutdown } from "./http/Shutdown.js"
@@ -42,6 +44,8 @@ export const router = (state: {
   HttpRouter.concatAll(
     brokerRoutes({ startedAt: state.startedAt, eventSockets: state.eventSockets }),
     agentRoutes(state.sizes),
+    sessionRoutes,
+    channelRoutes,
     HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
     inputStreamRoutes,
     // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when

@@ -9,6 +9,8 @@ import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
 import * as BrokerConfig from "./BrokerConfig.js"
 import * as BrokerIdentity from "./BrokerIdentity.js"
+import * as BrokerSession from "./BrokerSession.js"
+import * as ChannelMembership from "./ChannelMembership.js"
 import * as ControlApi from "./ControlApi.js"
 import * as DeadLetters from "./DeadLetters.js"
 import * as Deliveries from "./Deliveries.js"
@@ -33,6 +35,8 @@ export interface DaemonOptions {
   readonly flags?: BrokerConfig.BrokerFlags
   /** How to run an engine when RELAY_BASE_URL is unset; default: the embedded engine, in process. */
   readonly startEmbedded?: LocalEngine.StartEmbeddedEngine<EngineStartError, never>
+  /** `persist` (default) or an ephemeral lease, and the channels agents join (`relay-broker init`). */
+  readonly session?: BrokerSession.SessionOptions
 }
 
 /**
@@ -118,10 +122,15 @@ export const startEmbeddedEngine: LocalEngine.StartEmbeddedEngine<EngineStartErr
     (engine) => engine.EmbeddedEngine.start(options)
   )
 
+/** The session (mode, lease, default channels) and channel membership, read by the API when present. */
+export const sessionLayer = (options: DaemonOptions) =>
+  Layer.mergeAll(BrokerSession.layer(options.session ?? BrokerSession.persistent), ChannelMembership.layer)
+
 /** The broker as `relay-broker up` runs it, announcing itself (connection.json + the stdout line). */
 export const layer = (options: DaemonOptions = {}) =>
   announceLayer.pipe(
     Layer.provideMerge(servicesLayer),
+    Layer.provideMerge(sessionLayer(options)),
     Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? startEmbeddedEngine)),
     Layer.provideMerge(platformLayer)
   )
@@ -129,9 +138,17 @@ export const layer = (options: DaemonOptions = {}) =>
 /** The same broker without connection.json or the stdout line: for embedding in another program or a test. */
 export const layerQuiet = (options: DaemonOptions = {}) =>
   servicesLayer.pipe(
+    Layer.provideMerge(sessionLayer(options)),
     Layer.provideMerge(configLayer(options.flags ?? {}, options.startEmbedded ?? startEmbeddedEngine)),
     Layer.provideMerge(platformLayer)
   )
 
-/** Runs until a shutdown is requested through the API; SIGINT/SIGTERM interrupt it the same way. */
-export const untilShutdown = Effect.flatMap(Shutdown.Shutdown, (shutdown) => shutdown.requested)
+/**
+ * Runs until a shutdown is requested through the API or an ephemeral session's lease runs out;
+ * SIGINT/SIGTERM interrupt it the same way.
+ */
+export const untilShutdown = Effect.gen(function*() {
+  const shutdown = yield* Shutdown.Shutdown
+  const session = yield* Effect.serviceOption(BrokerSession.BrokerSession)
+  yield* session._tag === "None" ? shutdown.requested : Effect.raceFirst(shutdown.requested, session.value.expired)
+})

@@ -33,12 +33,16 @@ export const root = (argv: ReadonlyArray<string>) => {
     "Run the daemon in the foreground: the node, its agents and the local API (flags: relay-broker up --help). " +
       "With no engine URL (--base-url / RELAY_BASE_URL) it runs an embedded engine."
   ))
+  const init = delegated("init", argv).pipe(Command.withDescription(
+    "Upstream's launch command (what agent-relay and harness-driver run): init --instance-name N --channels general " +
+      "[--persist] [--api-port N] [--state-dir D]; without --persist the broker is ephemeral (stops when its lease is not renewed)"
+  ))
   const engine = delegated("engine", argv).pipe(Command.withDescription(
     "Run the embedded relaycast engine on its own: engine --port <port> --data <dir> [--host 127.0.0.1]"
   ))
   return Command.make("relay-broker").pipe(
     Command.withDescription("A relaycast node: runs AI coding agents in terminals and delivers their messages"),
-    Command.withSubcommands([up, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
+    Command.withSubcommands([up, init, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
   )
 }
 

@@ -11,6 +11,7 @@ import { join, relative } from "node:path"
 import type { BrokerFlags } from "../broker/BrokerConfig.js"
 import { BrokerConfig } from "../broker/BrokerConfig.js"
 import { ControlApi } from "../broker/ControlApi.js"
+import type { SessionOptions } from "../broker/BrokerSession.js"
 import * as Daemon from "../broker/Daemon.js"
 import { connectionFilePath } from "../broker/http/connectionFile.js"
 
@@ -73,7 +74,7 @@ const logLevel = (): LogLevel.LogLevel => {
   return LogLevel.allLevels.find((level) => level.label.toLowerCase() === wanted) ?? LogLevel.Info
 }
 
-const StderrLogger = Layer.merge(
+export const StderrLogger = Layer.merge(
   Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)),
   Logger.minimumLogLevel(logLevel())
 )
@@ -101,13 +102,14 @@ const howToSpawn = Effect.gen(function*() {
   ].join("\n"))
 })
 
-export const program = (flags: BrokerFlags) =>
+/** The daemon until it is stopped; `command` names it in the error line (`up` or `init`). */
+export const program = (flags: BrokerFlags, session?: SessionOptions, command = "up") =>
   Effect.gen(function*() {
-    yield* howToSpawn
+    if (command === "up") yield* howToSpawn
     yield* Daemon.untilShutdown
     yield* Effect.logInfo("shutting down")
   }).pipe(
-    Effect.provide(Daemon.layer({ flags })),
+    Effect.provide(Daemon.layer({ flags, ...(session === undefined ? {} : { session }) })),
     Effect.tapErrorCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.void
       const failure = Cause.failureOption(cause)
@@ -115,7 +117,7 @@ export const program = (flags: BrokerFlags) =>
         onNone: () => Cause.pretty(cause),
         onSome: (error) => error.message
       })
-      return Console.error(`relay-broker up: ${message}`)
+      return Console.error(`relay-broker ${command}: ${message}`)
     }),
     Effect.ensuring(Effect.logInfo("stopped")),
     Effect.provide(StderrLogger)

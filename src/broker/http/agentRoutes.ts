@@ -1,6 +1,7 @@
 import { HttpRouter, HttpServerRequest } from "@effect/platform"
 import { Clock, Effect, Ref, Schema } from "effect"
 import { type AgentInfo, AgentRegistry, type SpawnSpec } from "../AgentRegistry.js"
+import { joinSpawnChannels, membershipOf, type Memberships } from "./channelRoutes.js"
 import type { PtyClosed } from "../errors.js"
 import { InputBody, ResizeBody, SnapshotFormat, SpawnBody } from "./bodies.js"
 import { agentNotFound, BadRequest, badRequest, decodeBody, failure, json, queryParam } from "./responses.js"
@@ -41,6 +42,8 @@ const spawn = Effect.gen(function*() {
       SpawnFailed: (error) => Effect.fail(failure(500, "spawn_failed", error.message, { name: spec.name }))
     })
   )
+  const joined = yield* joinSpawnChannels(agent.name, spec.channels ?? [])
+  const warnings = [agent.warning, ...joined.failures.map((line) => `could not join ${line}`)].filter((line) => line !== undefined)
   return json({
     success: true,
     name: agent.name,
@@ -51,14 +54,15 @@ const spawn = Effect.gen(function*() {
     sessionId: null,
     pid: agent.pid,
     pre_registered: true,
-    warning: agent.warning ?? null
+    channels: joined.channels,
+    warning: warnings.length === 0 ? null : warnings.join("; ")
   })
 }).pipe(
   Effect.catchTag("BadRequest", (error) => Effect.succeed(badRequest(error))),
   Effect.merge
 )
 
-const agentView = (agent: AgentInfo, now: number) => ({
+const agentView = (agent: AgentInfo, now: number, memberships: Memberships) => ({
   name: agent.name,
   agent_id: agent.agentId,
   runtime: "pty",
@@ -69,7 +73,7 @@ const agentView = (agent: AgentInfo, now: number) => ({
   model: null,
   sessionId: null,
   team: null,
-  channels: [],
+  channels: memberships.get(agent.name) ?? [],
   parent: null,
   pid: agent.pid,
   workerPid: agent.pid,
@@ -86,7 +90,8 @@ export const agentViews = Effect.gen(function*() {
   const registry = yield* AgentRegistry
   const agents = yield* registry.list
   const now = yield* Clock.currentTimeMillis
-  return agents.map((agent) => agentView(agent, now))
+  const memberships = yield* membershipOf(agents.map((agent) => agent.name))
+  return agents.map((agent) => agentView(agent, now, memberships))
 })
 
 const list = Effect.map(agentViews, (agents) => json({ agents }))

@@ -1,6 +1,7 @@
 import { HttpRouter } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Ref } from "effect"
 import { BrokerConfig } from "../BrokerConfig.js"
+import { BrokerSession } from "../BrokerSession.js"
 import { DeadLetters } from "../DeadLetters.js"
 import { Deliveries, type DeliveryHealth } from "../Deliveries.js"
 import { NodeControl } from "../NodeControl.js"
@@ -93,6 +94,10 @@ const session = (facts: BrokerFacts) =>
     const config = yield* BrokerConfig
     const node = yield* (yield* NodeControl).status
     const workspace = yield* workspaceId
+    const mode = Option.match(yield* Effect.serviceOption(BrokerSession), {
+      onNone: () => "persist",
+      onSome: (current) => current.mode
+    })
     return json({
       broker_version: config.version,
       protocol_version: 2,
@@ -100,7 +105,7 @@ const session = (facts: BrokerFacts) =>
       workspace_key: Redacted.value(config.workspaceKey),
       relay_base_url: config.baseUrl,
       default_workspace_id: workspace,
-      mode: "persist",
+      mode,
       uptime_secs: Math.floor((yield* uptimeMs(facts)) / 1000),
       node_id: node.nodeId,
       node_name: node.nodeName
