@@ -45,7 +45,7 @@ describe.skipIf(!existsSync(mainJs))("harness-driver 9.1.6 drives relay-broker",
       const session = yield* Effect.promise(() => client.getSession())
       assert.strictEqual(session.mode, "ephemeral")
       assert.strictEqual(session.protocol_version, 2)
-      const renewal = yield* Effect.promise(() => client.renewLease())
+      const renewal: unknown = yield* Effect.promise(() => client.renewLease())
       assert.deepStrictEqual(renewal, { renewed: true, expires_in_secs: 120, persist: false })
 
       const handle = yield* Effect.promise(() => client.spawnPty({ name: "catter", cli: "cat", channels: ["dev"], team: "blue" }))
@@ -62,8 +62,8 @@ describe.skipIf(!existsSync(mainJs))("harness-driver 9.1.6 drives relay-broker",
         Effect.promise(() => client.snapshot("catter")).pipe(Effect.map((snap) => String(snap.screen).includes("hello from the driver")))
       )
 
-      const released = yield* Effect.promise(() => client.release("catter"))
-      assert.strictEqual(released.success, true)
+      const released: unknown = yield* Effect.promise(() => client.release("catter"))
+      assert.deepStrictEqual(released, { success: true, name: "catter" })
       assert.deepStrictEqual(yield* Effect.promise(() => client.listAgents()), [])
 
       yield* Effect.promise(() => client.shutdown())
