@@ -11,9 +11,9 @@
 //    `import()`s (up's embedded engine) are split into dist/bin/chunks/. Native modules stay external.
 // dist/main.js is written last (ensure-ready's staleness marker). Exits non-zero when either step
 // failed; tsc still emits when a file does not type-check, and the bundles are built anyway.
-import { spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join, relative, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as esbuild from "esbuild"
@@ -123,21 +123,25 @@ const linkEntries = (outputFiles) => {
   }
 }
 
+/** tsc, as a child process: resolves with its exit status. */
 const typeScript = () =>
-  spawnSync(process.execPath, [at("node_modules", "typescript", "bin", "tsc"), "-p", at("tsconfig.build.json")], { stdio: "inherit" }).status ?? 1
+  new Promise((resolve) => {
+    const tsc = spawn(process.execPath, [at("node_modules", "typescript", "bin", "tsc"), "-p", at("tsconfig.build.json")], { stdio: "inherit" })
+    tsc.on("exit", (code) => resolve(code ?? 1))
+    tsc.on("error", () => resolve(1))
+  })
 
+/** The command bundles into dist/bin/; resolves with the dispatcher's output, to write once tsc is done. */
 const bundle = async () => {
   const entries = new Map()
   const dispatcher = at("src", "main.ts")
-  const dispatcherOptions = { ...common, entryPoints: { main: dispatcher }, outdir: at("dist"), entryNames: "[name]" }
-  // Discovery: the dispatcher alone, not written; its dynamic imports become the command entries.
-  await esbuild.build({ ...dispatcherOptions, write: false, plugins: [commandEntries(entries, { own: dispatcher, discover: true })] })
+  const dispatcherOptions = { ...common, entryPoints: { main: dispatcher }, outdir: at("dist"), entryNames: "[name]", write: false }
+  // Discovery: the dispatcher alone; its dynamic imports become the command entries.
+  await esbuild.build({ ...dispatcherOptions, plugins: [commandEntries(entries, { own: dispatcher, discover: true })] })
 
   rmSync(binDir, { recursive: true, force: true })
-  const written = []
-  const metafiles = {}
-  for (const [file, name] of entries) {
-    const result = await esbuild.build({
+  const results = await Promise.all([...entries].map(([file, name]) =>
+    esbuild.build({
       ...common,
       entryPoints: { [name]: file },
       outdir: binDir,
@@ -145,26 +149,38 @@ const bundle = async () => {
       chunkNames: "chunks/[name]-[hash]",
       splitting: true,
       plugins: [commandEntries(entries, { own: file, discover: false }), lazy]
-    })
-    metafiles[name] = result.metafile
-    written.push(...Object.keys(result.metafile.outputs).map((output) => at(output)))
-  }
+    })))
+  const written = results.flatMap((result) => Object.keys(result.metafile.outputs).map((output) => at(output)))
+  linkEntries(written)
   const main = await esbuild.build({ ...dispatcherOptions, plugins: [commandEntries(entries, { own: dispatcher, discover: false })] })
-  metafiles.main = main.metafile
-  linkEntries([...written, at("dist", "main.js")])
-  if (process.argv.includes("--metafile")) writeFileSync(at("dist", "bundles.meta.json"), JSON.stringify(metafiles))
-  return [...entries].map(([file, name]) => `${name} (${relative(root, file)})`)
+  if (process.argv.includes("--metafile")) {
+    const metafiles = Object.fromEntries([...[...entries.values()].map((name, index) => [name, results[index].metafile]), ["main", main.metafile]])
+    writeFileSync(at("dist", "bundles.meta.json"), JSON.stringify(metafiles))
+  }
+  return {
+    built: [...entries].map(([file, name]) => `${name} (${relative(root, file)})`),
+    writeDispatcher: () => {
+      for (const output of main.outputFiles) {
+        mkdirSync(dirname(output.path), { recursive: true })
+        writeFileSync(output.path, output.text)
+      }
+      linkEntries([at("dist", "main.js")])
+    }
+  }
 }
 
-const typeScriptStatus = typeScript()
-try {
-  const built = await bundle()
-  console.error(`[build] dist/main.js → dist/bin/: ${built.join(", ")}`)
-} catch (error) {
-  console.error(`[build] esbuild failed: ${error instanceof Error ? error.message : error}`)
-  process.exit(1)
-}
-if (!existsSync(at("dist", "main.js"))) process.exit(1)
+// tsc and the bundles run side by side; tsc emits a dist/main.js of its own, so the dispatcher
+// bundle is written after it, last.
+const [typeScriptStatus, bundled] = await Promise.all([
+  typeScript(),
+  bundle().catch((error) => {
+    console.error(`[build] esbuild failed: ${error instanceof Error ? error.message : error}`)
+    return undefined
+  })
+])
+if (bundled === undefined) process.exit(1)
+bundled.writeDispatcher()
 // The package's `relay-broker` bin (upstream clients execute it directly: BROKER_BINARY_PATH, AGENT_RELAY_BIN).
 chmodSync(at("dist", "main.js"), 0o755)
+console.error(`[build] dist/main.js → dist/bin/: ${bundled.built.join(", ")}`)
 process.exit(typeScriptStatus)

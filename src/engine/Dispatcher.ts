@@ -2,6 +2,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer } from "effect"
 import type { Json, JsonObject } from "../wire/Json.js"
 import type { WireEncodeError } from "../wire/index.js"
+import { type AckList, ackAgents } from "./acks.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { normKey } from "./ids.js"
@@ -62,8 +63,8 @@ export class Dispatcher extends Context.Tag("relay-broker/engine/Dispatcher")<Di
   readonly replayAgent: (agentId: string) => Effects<number>
   /** Cumulative `delivery.ack` from a node (spec §4.6). */
   readonly ack: (nodeId: string, agentName: string, upToSeq: number) => Effects<void>
-  /** Several cumulative acks (agent name, up_to_seq) in one transaction. */
-  readonly ackMany: (nodeId: string, acks: ReadonlyArray<readonly [string, number]>) => Effects<void>
+  /** Several cumulative acks (agent name, up_to_seq) in one transaction of a few statements (acks.ts). */
+  readonly ackMany: (nodeId: string, acks: AckList) => Effects<void>
   /** Acks one row without moving the cursor (`POST /v1/messages/:id/read`, `/v1/deliveries/:id/ack`). */
   readonly ackOne: (deliveryId: string) => Effects<void>
   /** Dead-letters every expired open row. */
@@ -84,8 +85,6 @@ interface PendingRow {
 }
 
 const wsKinds = new Set(["ws", "fleet_ws", "direct_ws"])
-
-const messageIdGreater = (a: string, b: string | null): boolean => b === null || BigInt(a) > BigInt(b)
 
 export const make = Effect.gen(function*() {
   const { sql, transaction } = yield* EngineStore
@@ -221,45 +220,10 @@ export const make = Effect.gen(function*() {
   const replayNode = (nodeId: string) => Effect.flatMap(pendingFor("node", nodeId), push)
   const replayAgent = (agentId: string) => Effect.flatMap(pendingFor("agent", agentId), push)
 
-  /** Read receipts and each channel's `last_read_id` for these messages. */
-  const markRead = (agentId: string, messageIds: ReadonlyArray<string>, at: number) =>
-    Effect.gen(function*() {
-      if (messageIds.length === 0) return
-      yield* sql`INSERT INTO read_receipts ${sql.insert(messageIds.map((messageId) => ({ message_id: messageId, agent_id: agentId, read_at: at })))}
-        ON CONFLICT DO NOTHING`
-      const channels = yield* sql<{ channel_id: string; id: string }>`SELECT channel_id, id FROM messages
-        WHERE ${sql.in("id", messageIds)}`
-      const newest = new Map<string, string>()
-      for (const { channel_id, id } of channels) {
-        const known = newest.get(channel_id)
-        if (known === undefined || messageIdGreater(id, known)) newest.set(channel_id, id)
-      }
-      for (const [channelId, messageId] of newest) {
-        yield* sql`UPDATE members SET last_read_id = ${messageId} WHERE channel_id = ${channelId} AND agent_id = ${agentId}
-          AND (last_read_id IS NULL OR CAST(last_read_id AS INTEGER) < CAST(${messageId} AS INTEGER))`
-      }
-    })
+  const ack = (nodeId: string, agentName: string, upToSeq: number) => ackMany(nodeId, [[agentName, upToSeq]])
 
-  const ackOneAgent = (nodeId: string, agentName: string, upToSeq: number) =>
-    Effect.gen(function*() {
-      const [agent] = yield* sql<{ id: string; delivery_ack_seq: number }>`SELECT id, delivery_ack_seq FROM agents
-        WHERE location_node_id = ${nodeId} AND location_type = 'via_node' AND name = ${agentName}`
-      if (agent === undefined || upToSeq <= agent.delivery_ack_seq) return
-      const at = yield* now
-      // Rows at or below the cursor are all acked or dead-lettered already: only the range above it moves.
-      const acked = yield* sql<{ message_id: string }>`UPDATE deliveries SET status = 'acked', acked_at = ${at}
-        WHERE agent_id = ${agent.id} AND seq > ${agent.delivery_ack_seq} AND seq <= ${upToSeq}
-          AND status NOT IN ('acked', 'dead_lettered')
-        RETURNING message_id`
-      yield* markRead(agent.id, acked.map((row) => row.message_id), at)
-      yield* sql`UPDATE agents SET delivery_ack_seq = MAX(delivery_ack_seq, ${upToSeq}), last_seen = ${at}
-        WHERE id = ${agent.id}`
-    })
-
-  const ack = (nodeId: string, agentName: string, upToSeq: number) => transaction(ackOneAgent(nodeId, agentName, upToSeq))
-
-  const ackMany = (nodeId: string, acks: ReadonlyArray<readonly [string, number]>) =>
-    transaction(Effect.forEach(acks, ([agentName, upToSeq]) => ackOneAgent(nodeId, agentName, upToSeq), { discard: true }))
+  const ackMany = (nodeId: string, acks: AckList) =>
+    acks.length === 0 ? Effect.void : transaction(Effect.flatMap(now, (at) => ackAgents(sql, nodeId, acks, at)))
 
   const ackOne = Effect.fn("Dispatcher.ackOne")(function*(deliveryId: string) {
       const at = yield* now

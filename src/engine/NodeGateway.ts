@@ -118,46 +118,56 @@ export const make = Effect.gen(function*() {
     }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("node frame handling failed", cause)))
 
   /**
-   * Handles frames that arrived together, in order, under one lock. Runs of `delivery.ack` are
-   * merged per agent to the highest `up_to_seq` first: acks are cumulative and answer nothing, so
-   * this is the same outcome with one transaction instead of one per frame (a busy broker acks
-   * every frame it gets).
+   * A session's pending `delivery.ack`s, merged per agent to the highest `up_to_seq`: acks are
+   * cumulative and answer nothing, so one flush (one transaction of a few statements, acks.ts) has
+   * the same outcome as one transaction per frame. A flush happens before any other frame (order is
+   * kept), and once per tick: when the session's inbox has nothing more to hand over.
    */
-  const handleBatch = (session: NodeSession, texts: ReadonlyArray<string>) =>
+  const makeAckBuffer = (session: NodeSession) => {
+    const acks = new Map<string, number>()
+    const add = (agent: string, upToSeq: number) => acks.set(agent, Math.max(acks.get(agent) ?? 0, upToSeq))
+    const flush = Effect.suspend(() => {
+      if (acks.size === 0) return Effect.void
+      const merged = [...acks]
+      acks.clear()
+      return dispatcher.ackMany(session.nodeId, merged).pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("delivery.ack failed", cause))
+      )
+    })
+    return { add, flush, isEmpty: () => acks.size === 0 }
+  }
+  type AckBuffer = ReturnType<typeof makeAckBuffer>
+
+  /** Handles frames that arrived together, in order, under one lock; their acks go to `acks`. */
+  const handleBatch = (session: NodeSession, texts: ReadonlyArray<string>, acks: AckBuffer) =>
     Effect.gen(function*() {
-      const acks = new Map<string, number>()
-      const flushAcks = Effect.suspend(() => {
-        if (acks.size === 0) return Effect.void
-        const merged = [...acks]
-        acks.clear()
-        return dispatcher.ackMany(session.nodeId, merged).pipe(
-          Effect.catchAllCause((cause) => Effect.logWarning("delivery.ack failed", cause))
-        )
-      })
       for (const text of texts) {
         const decoded = yield* Effect.either(decodeNodeFrame(text))
         if (Either.isLeft(decoded)) {
-          yield* flushAcks
+          yield* acks.flush
           yield* sendError(session, snowflake(), "invalid_message", decoded.left.message).pipe(Effect.ignore)
           continue
         }
         const frame = decoded.right
         if (frame.type === "delivery.ack") {
-          acks.set(frame.agent, Math.max(acks.get(frame.agent) ?? 0, frame.up_to_seq))
+          acks.add(frame.agent, frame.up_to_seq)
           continue
         }
-        yield* flushAcks
+        yield* acks.flush
         yield* handleFrame(session, frame)
       }
-      yield* flushAcks
     }).pipe(store.exclusive)
 
   const maxBatch = 256
+  // Acks wait for the end of a tick, but never behind more than this many frames.
+  const maxFramesBeforeAckFlush = 4 * maxBatch
 
   const runSession = (session: NodeSession, inbox: Queue.Queue<string | typeof Closed>) =>
     Effect.gen(function*() {
       // A new socket supersedes the old one, then gets whatever was queued for its node (spec §3.2).
       yield* store.exclusive(Effect.zipRight(sockets.attach(session), actions.drain(session.nodeId)))
+      const acks = makeAckBuffer(session)
+      let framesSinceFlush = 0
       let open = true
       while (open) {
         const first = yield* Queue.take(inbox)
@@ -166,7 +176,12 @@ export const make = Effect.gen(function*() {
         const closedAt = batch.indexOf(Closed)
         if (closedAt >= 0) open = false
         const texts = (closedAt >= 0 ? batch.slice(0, closedAt) : batch) as Array<string>
-        if (texts.length > 0) yield* handleBatch(session, texts)
+        if (texts.length > 0) yield* handleBatch(session, texts, acks)
+        framesSinceFlush += texts.length
+        if (!acks.isEmpty() && (!open || framesSinceFlush >= maxFramesBeforeAckFlush || (yield* Queue.size(inbox)) === 0)) {
+          yield* store.exclusive(acks.flush)
+          framesSinceFlush = 0
+        }
       }
       yield* store.exclusive(Effect.gen(function*() {
         if (yield* sockets.detach(session)) yield* Effect.provide(Control.nodeOffline(session.nodeId), context)
