@@ -304,4 +304,26 @@ describe("engine deliveries", () => {
       yield* sendAndSettle(again, { v: 1, type: "node.heartbeat", load: 0, active_agents: 2, handlers_live: false })
       assert.deepStrictEqual(again.delivers().map((f) => [f.agent, f.seq]), [["zed", 3]])
     }))
+
+  it.scopedLive("one burst of acks from several agents: each agent's own range is read (receipts and inbox), no other", () =>
+    Effect.gen(function*() {
+      const { url, ws, client, alice } = yield* setup()
+      const bob = yield* registerAgent(client, "bob")
+      const zed = yield* registerAgent(client, "zed")
+      const sent = []
+      for (const text of ["1", "2", "3"]) sent.push(yield* data(url, "POST", "/v1/channels/general/messages", { token: alice.token, body: { text } }))
+      yield* client.waitFor((f) => f.type === "deliver", 6)
+      client.send({ v: 1, type: "delivery.ack", agent: "bob", up_to_seq: 3 })
+      yield* sendAndSettle(client, { v: 1, type: "delivery.ack", agent: "zed", up_to_seq: 1 })
+      const readersOf = (id: string) =>
+        Effect.map(data(url, "GET", `/v1/messages/${id}/readers`, { token: ws.key }), (rows: Array<{ agent_name: string }>) => rows.map((r) => r.agent_name).sort())
+      assert.deepStrictEqual(yield* readersOf(sent[0].id), ["bob", "zed"])
+      assert.deepStrictEqual(yield* readersOf(sent[1].id), ["bob"])
+      assert.deepStrictEqual(yield* readersOf(sent[2].id), ["bob"])
+      const unread = (token: string) =>
+        Effect.map(data(url, "GET", "/v1/inbox", { token }), (inbox: { unread_channels?: Array<{ channel_name: string; unread_count: number }> }) =>
+          (inbox.unread_channels ?? []).filter((c) => c.channel_name === "general").map((c) => c.unread_count))
+      assert.deepStrictEqual(yield* unread(bob.token), [])
+      assert.deepStrictEqual(yield* unread(zed.token), [2])
+    }))
 })
