@@ -26,8 +26,8 @@ const run = (command, args) => {
 }
 
 const installMarker = at("node_modules", ".package-lock.json")
-// The lock file, not package.json: a change of scripts is not a change of dependencies, and
-// `npm install <pkg>` rewrites the lock.
+// Compared with the lock file, not package.json: a change of scripts is not a change of
+// dependencies, and `npm install <pkg>` rewrites the lock.
 // `npm install` from the lock, not `npm ci`: the pinned upstream test clients declare optional
 // per-platform broker binaries that the registry does not serve for every platform, so the lock
 // cannot list them and `npm ci` refuses it as out of sync. `--no-save` keeps the lock as committed.
@@ -43,7 +43,7 @@ const sourcesChanged = Math.max(
   mtime(at("scripts", "build.mjs")),
   mtime(installMarker)
 )
-// tsc for the library's modules, then esbuild for the executable's bundles (scripts/build.mjs).
+// tsc for the library's modules and esbuild for the executable's bundles (scripts/build.mjs).
 if (mtime(builtMarker) < sourcesChanged || !existsSync(at("dist", "bin"))) {
   run(process.execPath, [at("scripts", "build.mjs")])
 }
