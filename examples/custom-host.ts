@@ -8,7 +8,7 @@ import { Console, Deferred, Effect, Layer, Queue, Schedule, Stream } from "effec
 import { join } from "node:path"
 import {
   AgentRegistry, AgentRoster, BrokerConfig, DeadLetters, Deliveries, DeliveryBook, EmbeddedEngine, EngineClient,
-  EventLog, NodeControl, PtyHost, TokenStore
+  EventLog, NodeControl, PtyHost, TerminalScreen, TokenStore
 } from "../src/index.js"
 
 /** A PtyHost whose "terminals" put every injected message on `seen`. */
@@ -27,6 +27,9 @@ const recordingPtyHost = (seen: Queue.Enqueue<{ readonly agent: string; readonly
           inject: (text) => Queue.offer(seen, { agent, text }),
           resize: () => Effect.void,
           snapshot: Effect.succeed(""),
+          screen: Effect.succeed(TerminalScreen.plainView("")),
+          ansi: Effect.succeed(""),
+          withKeyboard: (use) => use(() => Effect.void),
           output: Stream.never,
           exited: Deferred.await(exit),
           kill: () => Effect.asVoid(stop)

@@ -3,6 +3,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { PtyClosed, SpawnFailed } from "./errors.js"
+import { defaultScrollback, loadEmulator, makeScreen, type ScreenEmulator, type ScreenView } from "./TerminalScreen.js"
 import { defaultInjectTimings, type InjectTimings, injectionSteps } from "./terminalInput.js"
 
 export interface PtySpawnOptions {
@@ -38,8 +39,19 @@ export interface Pty {
   /** A message into the terminal: sanitised (no ESC or other control bytes survive), then typed per `mode`. */
   readonly inject: (text: string, mode: InjectMode) => Effect.Effect<void, PtyClosed>
   readonly resize: (cols: number, rows: number) => Effect.Effect<void, PtyClosed>
-  /** The recent output as plain text (ANSI stripped), from a bounded ring buffer. */
+  /** The terminal as plain text, as its emulator shows it: the scrollback, then the screen. */
   readonly snapshot: Effect.Effect<string>
+  /** The visible screen (lines, cursor, modes) once the output received so far is parsed. */
+  readonly screen: Effect.Effect<ScreenView>
+  /** The visible screen as ANSI (colours, modes, cursor), to be replayed by another terminal. */
+  readonly ansi: Effect.Effect<string>
+  /**
+   * Exclusive use of the keyboard: `use` gets the raw write and nothing else (no other write, no
+   * injection) reaches the terminal until it ends. The keyboard proof types, reads and presses Enter in it.
+   */
+  readonly withKeyboard: <A, E, R>(
+    use: (write: (data: string) => Effect.Effect<void, PtyClosed>) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E, R>
   /** Live output chunks from the moment of subscription. */
   readonly output: Stream.Stream<string>
   /** Completes when the process has exited (at once if it already has). */
@@ -59,13 +71,12 @@ export class PtyHost extends Context.Tag("relay-broker/PtyHost")<PtyHost, {
 export interface PtyHostOptions {
   /** Pauses used by `inject` (default: `defaultInjectTimings`, a few ms). */
   readonly timings?: InjectTimings
-  /** Characters of output kept for `snapshot` (default 256 KiB). */
-  readonly ringCapacity?: number
+  /** Lines the emulator keeps above the screen, for `snapshot` (default 1000). */
+  readonly scrollback?: number
   /** The grace between SIGTERM and SIGKILL when no other is given (default 2 s). */
   readonly killGrace?: Duration.DurationInput
 }
 
-export const defaultRingCapacity = 256 * 1024
 export const defaultKillGrace: Duration.DurationInput = "2 seconds"
 /** After SIGKILL, how long `kill` waits for the exit to be reported before giving up. */
 const reapLimit: Duration.DurationInput = "5 seconds"
@@ -143,68 +154,6 @@ export const resolveCommand = (
     )
   })
 
-// ---------------------------------------------------------------------------------------------
-// Output as plain text
-
-// CSI (7-bit and 8-bit), OSC / DCS / SOS / PM / APC strings (terminated or cut off), and the other
-// two-or-more-byte ESC sequences (charset selection, keypad modes, save / restore cursor...).
-// eslint-disable-next-line no-control-regex
-const escapeSequence = /(?:\x1b\[|\x9b)([0-?]*)[ -/]*([@-~])|\x1b[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?/g
-
-/**
- * The terminal output as the text a reader would see, approximately: escape sequences removed,
- * `\r` and backspace applied within each line, erase-to-end-of-line honoured, other control bytes dropped.
- */
-export const plainText = (raw: string): string => {
-  const lines: Array<string> = []
-  let line: Array<string> = []
-  let cursor = 0
-  const put = (text: string) => {
-    for (const char of text) {
-      if (char === "\n") {
-        lines.push(line.join("").trimEnd())
-        line = []
-        cursor = 0
-      } else if (char === "\r") {
-        cursor = 0
-      } else if (char === "\b") {
-        cursor = Math.max(0, cursor - 1)
-      } else if (char === "\t" || char >= " " && !(char >= "\x7f" && char <= "\x9f")) {
-        line[cursor] = char
-        cursor += 1
-      }
-    }
-  }
-  let last = 0
-  for (const match of raw.matchAll(escapeSequence)) {
-    put(raw.slice(last, match.index))
-    last = match.index + match[0].length
-    // `CSI K` / `CSI 0 K`: erase from the cursor to the end of the line.
-    if (match[2] === "K" && (match[1] === "" || match[1] === "0")) line = line.slice(0, cursor)
-  }
-  put(raw.slice(last))
-  lines.push(line.join("").trimEnd())
-  return lines.join("\n")
-}
-
-/** The last `capacity` characters of output, kept as chunks. */
-class OutputRing {
-  private chunks: Array<string> = []
-  private length = 0
-  constructor(private readonly capacity: number) {}
-  push(chunk: string): void {
-    this.chunks.push(chunk)
-    this.length += chunk.length
-    while (this.chunks.length > 1 && this.length - this.chunks[0]!.length >= this.capacity) {
-      this.length -= this.chunks.shift()!.length
-    }
-  }
-  text(): string {
-    const all = this.chunks.join("")
-    return all.length > this.capacity ? all.slice(all.length - this.capacity) : all
-  }
-}
-
 // The child leads its own session (node-pty calls setsid), so its process group id is its pid:
 // signalling the group reaches the children it started in the foreground too.
 const signalTree = (pid: number, signal: NodeJS.Signals): void => {
@@ -223,7 +172,8 @@ const startPty = (
   nodePty: NodePty,
   file: string,
   options: PtySpawnOptions,
-  settings: { readonly timings: InjectTimings; readonly ringCapacity: number; readonly killGrace: Duration.DurationInput }
+  emulator: ScreenEmulator,
+  settings: { readonly timings: InjectTimings; readonly scrollback: number; readonly killGrace: Duration.DurationInput }
 ) =>
   Effect.gen(function*() {
     const env: Record<string, string> = { ...options.env }
@@ -232,23 +182,25 @@ const startPty = (
     const hub = yield* PubSub.sliding<string | null>(subscriberLag)
     const exit = yield* Deferred.make<PtyExit>()
     const writeLock = yield* Effect.makeSemaphore(1)
-    const ring = new OutputRing(settings.ringCapacity)
     let gone = false
+    const cols = Math.max(1, Math.floor(options.cols ?? 80))
+    const rows = Math.max(1, Math.floor(options.rows ?? 24))
+    const screen = makeScreen(emulator, { cols, rows, scrollback: settings.scrollback })
 
     const child: NodePtyProcess = yield* Effect.try({
       try: () =>
         nodePty.spawn(file, [...options.args], {
           name: env.TERM ?? "xterm-256color",
-          cols: Math.max(1, Math.floor(options.cols ?? 80)),
-          rows: Math.max(1, Math.floor(options.rows ?? 24)),
+          cols,
+          rows,
           cwd,
           env
         }),
       catch: (error) => new SpawnFailed({ command: options.command, reason: "Failed", detail: String(error) })
-    })
+    }).pipe(Effect.tapError(() => Effect.sync(screen.dispose)))
 
     child.onData((data) => {
-      ring.push(data)
+      screen.write(data)
       Effect.runSync(PubSub.publish(hub, data))
     })
     child.onExit(({ exitCode, signal }) => {
@@ -283,14 +235,22 @@ const startPty = (
         )
       )
 
+    const withKeyboard = <A, E, R>(use: (write: (data: string) => Effect.Effect<void, PtyClosed>) => Effect.Effect<A, E, R>) =>
+      writeLock.withPermits(1)(use(rawWrite))
+
     const resize = (cols: number, rows: number) =>
       Effect.suspend(() => {
         if (gone) return Effect.fail(closed)
         return Effect.try({
-          try: () => child.resize(Math.max(1, Math.floor(cols)), Math.max(1, Math.floor(rows))),
+          try: () => {
+            child.resize(Math.max(1, Math.floor(cols)), Math.max(1, Math.floor(rows)))
+            screen.resize(cols, rows)
+          },
           catch: () => closed
         })
       })
+
+    const settled = Effect.promise(screen.settled)
 
     const output: Stream.Stream<string> = Stream.unwrapScoped(
       Effect.gen(function*() {
@@ -318,12 +278,17 @@ const startPty = (
         yield* Effect.timeoutOption(exited, reapLimit)
       }).pipe(Effect.withSpan("Pty.kill", { attributes: { pid: child.pid } }))
 
+    yield* Effect.addFinalizer(() => Effect.sync(screen.dispose))
+
     return {
       pid: child.pid,
       write,
       inject,
       resize,
-      snapshot: Effect.sync(() => plainText(ring.text())),
+      snapshot: Effect.zipRight(settled, Effect.sync(screen.text)),
+      screen: Effect.zipRight(settled, Effect.sync(screen.view)),
+      ansi: Effect.zipRight(settled, Effect.sync(screen.ansi)),
+      withKeyboard,
       output,
       exited,
       kill
@@ -334,7 +299,7 @@ export const makeWith = (options: PtyHostOptions = {}) =>
   Effect.sync(() => {
     const settings = {
       timings: options.timings ?? defaultInjectTimings,
-      ringCapacity: options.ringCapacity ?? defaultRingCapacity,
+      scrollback: options.scrollback ?? defaultScrollback,
       killGrace: options.killGrace ?? defaultKillGrace
     }
 
@@ -360,8 +325,14 @@ export const makeWith = (options: PtyHostOptions = {}) =>
         catch: (error) =>
           new SpawnFailed({ command: spawnOptions.command, reason: "Failed", detail: `node-pty is unavailable: ${String(error)}` })
       })
+      const emulator = yield* Effect.tryPromise({
+        try: loadEmulator,
+        catch: (error) =>
+          new SpawnFailed({ command: spawnOptions.command, reason: "Failed", detail: `the terminal emulator is unavailable: ${String(error)}` })
+      })
+      // Released in reverse: the process is killed, then its screen is disposed.
       return yield* Effect.acquireRelease(
-        startPty(nodePty, file, { ...spawnOptions, cwd }, settings),
+        startPty(nodePty, file, { ...spawnOptions, cwd }, emulator, settings),
         (pty) => pty.kill()
       )
     })

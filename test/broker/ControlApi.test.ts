@@ -16,6 +16,7 @@ import * as EventLog from "../../src/broker/EventLog.js"
 import * as Shutdown from "../../src/broker/http/Shutdown.js"
 import { NodeControl } from "../../src/broker/NodeControl.js"
 import type { Pty } from "../../src/broker/PtyHost.js"
+import { plainView } from "../../src/broker/TerminalScreen.js"
 import { TokenStore } from "../../src/broker/TokenStore.js"
 import { connectedStatus, registryReads, runningAgentInfo } from "../support/brokerFakes.js"
 
@@ -46,6 +47,12 @@ const fakePty = (pid: number, closed: Ref.Ref<boolean>, screen: Ref.Ref<string>,
   inject: () => Effect.void,
   resize: (cols, rows) => Ref.set(resized, `${cols}x${rows}`),
   snapshot: Ref.get(screen),
+  screen: Effect.zipWith(Ref.get(screen), Ref.get(resized), (text, size) => {
+    const [cols, rows] = size === "" ? [80, 24] : size.split("x").map(Number)
+    return plainView(text, { cols: cols!, rows: rows! })
+  }),
+  ansi: Ref.get(screen),
+  withKeyboard: (use) => use(() => Effect.void),
   output: Stream.empty,
   exited: Effect.never,
   kill: () => Effect.void

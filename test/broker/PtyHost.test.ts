@@ -3,7 +3,7 @@ import { Chunk, Effect, Exit, Schedule, Scope, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { layer as ptyLayer, layerWith, plainText, type Pty, PtyHost } from "../../src/broker/PtyHost.js"
+import { layer as ptyLayer, layerWith, type Pty, PtyHost } from "../../src/broker/PtyHost.js"
 import { isAlive } from "../support/processes.js"
 
 const baseEnv = (): Record<string, string> => {
@@ -184,7 +184,7 @@ describe("PtyHost", () => {
       yield* waitForScreen(pty, (text) => text.includes("size=40 120"))
     }).pipe(Effect.provide(ptyLayer)))
 
-  it.scopedLive("the output ring is bounded and keeps the tail", () =>
+  it.scopedLive("the emulator's scrollback is bounded and keeps the tail", () =>
     Effect.gen(function*() {
       const host = yield* PtyHost
       const pty = yield* host.spawn({
@@ -194,19 +194,39 @@ describe("PtyHost", () => {
         env: baseEnv()
       })
       const screen = yield* waitForScreen(pty, (text) => text.includes("line3000"))
-      assert.isAtMost(screen.length, 2000)
+      assert.isAtMost(screen.split("\n").length, 100 + 24)
       assert.include(screen, "line3000")
       assert.notInclude(screen, "line1\n")
-    }).pipe(Effect.provide(layerWith({ ringCapacity: 2000 }))))
+    }).pipe(Effect.provide(layerWith({ scrollback: 100 }))))
 
-  it("plainText strips escape sequences and applies CR, backspace and erase-line", () => {
-    assert.strictEqual(plainText("\x1b[1;31mred\x1b[0m plain"), "red plain")
-    assert.strictEqual(plainText("\x1b]0;title\x07after"), "after")
-    assert.strictEqual(plainText("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"), "link")
-    assert.strictEqual(plainText("10%\r20%\r\n"), "20%\n")
-    assert.strictEqual(plainText("abcdef\r\x1b[Kxy"), "xy")
-    assert.strictEqual(plainText("abc\b\bX"), "aXc")
-    assert.strictEqual(plainText("\x1b(B\x1b=keypad\x1b7"), "keypad")
-    assert.strictEqual(plainText("one\r\ntwo  \r\n"), "one\ntwo\n")
-  })
+  it.scopedLive("a full-screen program is read as a terminal shows it: alternate screen, cursor moves, erased lines, modes", () =>
+    Effect.gen(function*() {
+      const host = yield* PtyHost
+      // Draws a box on the alternate screen by moving the cursor (no spaces printed between words),
+      // overwrites a line, turns on bracketed paste, parks the cursor at row 3, column 5.
+      const script = [
+        "process.stdout.write('before\\r\\n')",
+        "process.stdout.write('\\x1b[?1049h\\x1b[2J\\x1b[1;1Hhello\\x1b[1;8Hworld\\x1b[2;1Hdraft\\x1b[2;1H\\x1b[Kfinal')",
+        "process.stdout.write('\\x1b[?2004h\\x1b]7501;state=idle\\x1b\\\\\\x1b[3;6H')",
+        "setInterval(() => {}, 1000)"
+      ].join(";")
+      const pty = yield* host.spawn({ command: process.execPath, args: ["-e", script], env: baseEnv() })
+      const view = yield* pty.screen.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (view) => view.bracketedPaste && view.cursor[0] === 2 }),
+        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the screen never settled") }),
+        Effect.zipRight(pty.screen)
+      )
+      assert.strictEqual(view.lines[0], "hello  world")
+      assert.strictEqual(view.lines[1], "final")
+      assert.deepStrictEqual(view.cursor, [2, 5])
+      assert.isTrue(view.alternateScreen)
+      assert.strictEqual(view.osc.get(7501), "state=idle")
+      assert.notInclude(view.lines.join("\n"), "before")
+      const ansi = yield* pty.ansi
+      assert.include(ansi, "hello")
+      assert.include(ansi, "\x1b[")
+      yield* pty.resize(100, 30)
+      const resized = yield* pty.screen
+      assert.deepStrictEqual([resized.cols, resized.rows], [100, 30])
+    }).pipe(Effect.provide(ptyLayer)))
 })

@@ -9,6 +9,7 @@ import { PtyClosed } from "../../src/broker/errors.js"
 import * as EventLog from "../../src/broker/EventLog.js"
 import { NodeControl, type UndecodableDelivery } from "../../src/broker/NodeControl.js"
 import type { InjectMode, Pty } from "../../src/broker/PtyHost.js"
+import { plainView } from "../../src/broker/TerminalScreen.js"
 import { TokenStore } from "../../src/broker/TokenStore.js"
 import type { Deliver, NodeToServer } from "../../src/wire/frames.js"
 import type { Json } from "../../src/wire/Json.js"
@@ -83,6 +84,9 @@ const makeHarness = Effect.gen(function*() {
           }),
         resize: () => Effect.void,
         snapshot: Effect.succeed(""),
+        screen: Effect.succeed(plainView("")),
+        ansi: Effect.succeed(""),
+        withKeyboard: (use) => use(() => Effect.void),
         output: Stream.empty,
         exited: Effect.never,
         kill: () => Effect.void

@@ -11,8 +11,6 @@ import { agentNotFound, BadRequest, badRequest, decodeBody, failure, json, query
 /** The terminal size of each agent as last set through the API (PtyHost starts terminals at 80×24). */
 export type TerminalSizes = Ref.Ref<ReadonlyMap<string, { readonly rows: number; readonly cols: number }>>
 
-const defaultSize = { rows: 24, cols: 80 } as const
-
 /** An agent that produced output or took input this recently counts as working rather than idle. */
 const workingWindowMs = 10_000
 
@@ -133,25 +131,23 @@ const resize = (sizes: TerminalSizes) =>
     return json({ success: true, name, rows: body.rows, cols: body.cols })
   }).pipe(Effect.merge)
 
-const snapshot = (sizes: TerminalSizes) =>
-  Effect.gen(function*() {
+const snapshot = Effect.gen(function*() {
     const name = yield* nameParam
     const request = yield* HttpServerRequest.HttpServerRequest
     const format = yield* Schema.decodeUnknown(SnapshotFormat)(queryParam(request.url, "format") ?? "plain").pipe(
       Effect.mapError(() => badRequest(new BadRequest({ message: "format: expected \"plain\" or \"ansi\"" })))
     )
     const agent = yield* terminalOf(name)
-    const { cols, rows } = (yield* Ref.get(sizes)).get(name) ?? defaultSize
-    const screen = yield* agent.pty.snapshot
-    const lines = screen.split("\n")
-    const cursor = [Math.min(lines.length - 1, rows - 1), (lines[lines.length - 1] ?? "").length]
+    const view = yield* agent.pty.screen
+    // `plain`: the scrollback then the screen, as text; `ansi`: the screen as a terminal would replay it.
+    const screen = format === "ansi" ? yield* agent.pty.ansi : yield* agent.pty.snapshot
     return json({
       name,
       format,
-      rows,
-      cols,
-      cursor,
-      // The buffer holds plain text only; as `ansi` it is the same text (valid ANSI), base64 as upstream sends it.
+      rows: view.rows,
+      cols: view.cols,
+      // The emulator's cursor, within the visible screen.
+      cursor: [view.cursor[0], view.cursor[1]],
       screen: format === "ansi" ? Buffer.from(screen, "utf8").toString("base64") : screen
     })
   }).pipe(Effect.merge)
@@ -161,7 +157,7 @@ export const agentRoutes = (sizes: TerminalSizes) =>
     HttpRouter.post("/api/spawn", spawn),
     HttpRouter.get("/api/spawned", list),
     HttpRouter.del("/api/spawned/:name", release),
-    HttpRouter.get("/api/spawned/:name/snapshot", snapshot(sizes)),
+    HttpRouter.get("/api/spawned/:name/snapshot", snapshot),
     HttpRouter.post("/api/input/:name", input),
     HttpRouter.post("/api/resize/:name", resize(sizes))
   )
