@@ -7,7 +7,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Deferred, Effect, Layer, Queue, Schedule, Stream } from "effect"
 import { join } from "node:path"
 import {
-  AgentRegistry, AgentRoster, BrokerConfig, DeadLetters, Deliveries, DeliveryBook, EmbeddedEngine, EngineClient,
+  AgentReadiness, AgentRegistry, AgentRoster, BrokerConfig, DeadLetters, Deliveries, DeliveryBook, EmbeddedEngine, EngineClient,
   EventLog, NodeControl, PtyHost, TerminalScreen, TokenStore
 } from "../src/index.js"
 
@@ -43,7 +43,9 @@ const brokerLayer = (config: BrokerConfig.BrokerConfigShape, ptyHost: Layer.Laye
   Deliveries.layer.pipe(
     Layer.provideMerge(AgentRegistry.layer),
     Layer.provideMerge(NodeControl.layer),
-    Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layerMemory, DeadLetters.layerMemory)),
+    Layer.provideMerge(
+      Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layerMemory, DeadLetters.layerMemory, AgentReadiness.layer)
+    ),
     Layer.provideMerge(Layer.mergeAll(EventLog.layer, AgentRoster.layer, Deliveries.configLayer(), ptyHost)),
     Layer.provideMerge(BrokerConfig.layer(config)),
     Layer.provideMerge(Layer.merge(NodeContext.layer, FetchHttpClient.layer))

@@ -3,6 +3,7 @@
 // `Daemon` is the whole broker as `relay-broker up` composes it. The embedded engine is also its
 // own entry point, `relay-broker/engine`.
 export * as Actions from "./broker/Actions.js"
+export * as AgentReadiness from "./broker/AgentReadiness.js"
 export * as AgentRegistry from "./broker/AgentRegistry.js"
 export * as AgentRoster from "./broker/AgentRoster.js"
 export * as BrokerConfig from "./broker/BrokerConfig.js"

@@ -14,6 +14,7 @@ import {
   Stream
 } from "effect"
 import * as Path from "node:path"
+import { AgentReadiness, type Readiness, type ReadinessHandle } from "./AgentReadiness.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { DeliveryBook } from "./DeliveryBook.js"
@@ -30,7 +31,9 @@ import {
 import { EventLog } from "./EventLog.js"
 import { resolveHarness } from "./harness.js"
 import { NodeControl } from "./NodeControl.js"
+import { type Keyboard, type Typed, typeProved } from "./KeyboardProof.js"
 import { type InjectMode, type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
+import { readinessProfile } from "./readinessTable.js"
 
 export interface SpawnSpec {
   readonly name: string
@@ -63,6 +66,8 @@ export interface AgentInfo {
   readonly injectMode: InjectMode["input"]
   /** Set when the bind went through the HTTP fallback and left something to say. */
   readonly warning?: string
+  /** Whether it can take keys yet, and how that was decided (AgentReadiness; always set by the live registry). */
+  readonly readiness?: Readiness
 }
 
 export interface LiveAgent extends AgentInfo {
@@ -86,8 +91,6 @@ export class AgentRegistry extends Context.Tag("relay-broker/AgentRegistry")<Age
 export interface AgentRegistryOptions {
   /** The environment agents inherit (minus the broker's secrets). Default: `process.env`. */
   readonly baseEnv?: Readonly<Record<string, string | undefined>>
-  /** How long the task waits for the agent's first output before it is typed anyway. Default 1 s. */
-  readonly taskReadyTimeout?: Duration.DurationInput
   /** `worker_stream` batching: a batch is published after this long, or at `streamFlushChars`. */
   readonly streamFlushInterval?: Duration.DurationInput
   readonly streamFlushChars?: number
@@ -124,7 +127,8 @@ interface Binding {
 }
 
 interface Entry {
-  readonly info: Omit<AgentInfo, "lastActivityAt" | "status">
+  readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness">
+  readonly readiness: ReadinessHandle
   readonly pty: Pty
   readonly token: Redacted.Redacted<string>
   readonly scope: Scope.CloseableScope
@@ -157,9 +161,9 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const roster = yield* AgentRoster
     const events = yield* EventLog
     const deliveryBook = yield* DeliveryBook
+    const readiness = yield* AgentReadiness
     const layerScope = yield* Effect.scope
 
-    const taskReadyTimeout = options.taskReadyTimeout ?? "1 second"
     const flushInterval = options.streamFlushInterval ?? "16 millis"
     const flushChars = options.streamFlushChars ?? 4096
     const exitedCapacity = options.exitedCapacity ?? 1024
@@ -172,7 +176,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const infoOf = (entry: Entry, status: AgentInfo["status"]): AgentInfo => ({
       ...entry.info,
       status,
-      lastActivityAt: entry.activity.at
+      lastActivityAt: entry.activity.at,
+      readiness: entry.readiness.peek()
     })
 
     // -- binding ------------------------------------------------------------------------------
@@ -312,17 +317,22 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         yield* flush
       }).pipe(Effect.scoped)
 
-    // The task is typed once the agent has shown some output (it is up), or after a short wait.
-    const deliverTask = (pty: Pty, task: string, mode: InjectMode) =>
-      Effect.gen(function*() {
-        const screen = yield* pty.snapshot
-        if (screen.trim().length === 0) {
-          yield* pty.output.pipe(Stream.take(1), Stream.runDrain, Effect.timeoutOption(taskReadyTimeout))
-        }
-        yield* pty.inject(task, mode).pipe(
-          Effect.catchAll((error) => Effect.logWarning("the task could not be typed", error))
-        )
-      })
+    // Every message, the task first, waits for the agent to be ready and, in a TUI, shows on its screen before Enter.
+    const typeInto = (keyboard: Keyboard, text: string, mode: InjectMode) =>
+      typeProved(keyboard, text, mode).pipe(
+        Effect.tap((typed) => verified(keyboard.name, mode, typed))
+      )
+
+    const verified = (name: string, mode: InjectMode, typed: Typed) =>
+      typed.verification === "none" || mode.delivery === undefined
+        ? Effect.void
+        : events.publish("delivery_verified", {
+          name,
+          delivery_id: mode.delivery.deliveryId,
+          event_id: mode.delivery.eventId,
+          verification: typed.verification,
+          ...(typed.reason === undefined ? {} : { reason: typed.reason })
+        })
 
     const launch = (spec: SpawnSpec, binding: Binding) =>
       Effect.gen(function*() {
@@ -340,6 +350,9 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         )
         const startedAt = yield* now
         const mode: InjectMode = { input: harness.injectInput, steer: false }
+        const profile = readinessProfile(harness.command)
+        const handle = yield* readiness.track({ name: spec.name, cli: spec.cli, pty, profile }).pipe(Scope.extend(scope))
+        const keyboard: Keyboard = { name: spec.name, pty, profile, readiness: handle }
         // Messages wait until the task, when there is one, has been typed: it is the first message.
         const taskTyped = yield* Effect.makeLatch(spec.task === undefined)
         const activity = { at: startedAt }
@@ -347,7 +360,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         const tracked: Pty = {
           ...pty,
           write: (data) => Effect.zipRight(touch, pty.write(data)),
-          inject: (text, injectMode) => taskTyped.whenOpen(Effect.zipRight(touch, pty.inject(text, injectMode)))
+          inject: (text, injectMode) =>
+            taskTyped.whenOpen(Effect.zipRight(typeInto(keyboard, text, injectMode), Effect.asVoid(touch)))
         }
         const entry: Entry = {
           info: {
@@ -362,6 +376,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
             ...(binding.warning === undefined ? {} : { warning: binding.warning })
           },
           pty: tracked,
+          readiness: handle,
           token: binding.token,
           scope,
           ...(spec.invocationId === undefined ? {} : { invocationId: spec.invocationId }),
@@ -372,7 +387,12 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         if (spec.task !== undefined) {
           const task = spec.task
           yield* Effect.forkIn(
-            Effect.interruptible(deliverTask(pty, task, mode).pipe(Effect.zipRight(touch))).pipe(
+            Effect.interruptible(
+              typeInto(keyboard, task, mode).pipe(
+                Effect.zipRight(touch),
+                Effect.catchAll((error) => Effect.logWarning("the task could not be typed", error))
+              )
+            ).pipe(
               Effect.ensuring(taskTyped.open)
             ),
             scope
@@ -492,7 +512,7 @@ export const make = makeWith()
 export const layer: Layer.Layer<
   AgentRegistry,
   never,
-  BrokerConfig | NodeControl | EngineClient | PtyHost | AgentRoster | EventLog | DeliveryBook
+  BrokerConfig | NodeControl | EngineClient | PtyHost | AgentRoster | EventLog | DeliveryBook | AgentReadiness
 > = Layer.scoped(AgentRegistry, make)
 
 export const layerWith = (options: AgentRegistryOptions) => Layer.scoped(AgentRegistry, makeWith(options))

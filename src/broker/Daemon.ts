@@ -5,6 +5,7 @@ import { accessSync, constants } from "node:fs"
 import { delimiter, join } from "node:path"
 import type { EngineStartError } from "../engine/EngineError.js"
 import * as Actions from "./Actions.js"
+import * as AgentReadiness from "./AgentReadiness.js"
 import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
 import * as BrokerConfig from "./BrokerConfig.js"
@@ -94,7 +95,9 @@ export const servicesLayer = ControlApi.layer.pipe(
   Layer.provideMerge(Layer.mergeAll(Actions.layer, Deliveries.layer, BrokerIdentity.layer)),
   Layer.provideMerge(AgentRegistry.layer),
   Layer.provideMerge(Layer.suspend(() => NodeControl.layerWith({ capabilities: spawnCapabilities() }))),
-  Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer)),
+  Layer.provideMerge(
+    Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer, AgentReadiness.layerConfig)
+  ),
   Layer.provideMerge(
     Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, Deliveries.layerConfig)
   )

@@ -2,7 +2,7 @@ import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, type 
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { PtyClosed, SpawnFailed } from "./errors.js"
+import { type InputNotEchoed, PtyClosed, SpawnFailed } from "./errors.js"
 import { defaultScrollback, loadEmulator, makeScreen, type ScreenEmulator, type ScreenView } from "./TerminalScreen.js"
 import { defaultInjectTimings, type InjectTimings, injectionSteps } from "./terminalInput.js"
 
@@ -30,14 +30,20 @@ export interface PtyExit {
 export interface InjectMode {
   readonly input: "paste" | "type"
   readonly steer: boolean
+  /** The relay delivery being typed, when it is one (named in `delivery_verified`). */
+  readonly delivery?: { readonly deliveryId: string; readonly eventId: string }
 }
 
 export interface Pty {
   readonly pid: number
   /** Raw bytes into the terminal, as a user would type them (no sanitising). */
   readonly write: (data: string) => Effect.Effect<void, PtyClosed>
-  /** A message into the terminal: sanitised (no ESC or other control bytes survive), then typed per `mode`. */
-  readonly inject: (text: string, mode: InjectMode) => Effect.Effect<void, PtyClosed>
+  /**
+   * A message into the terminal: sanitised (no ESC or other control bytes survive), then typed per
+   * `mode`. An agent's terminal (AgentRegistry) first waits for the agent to be ready and, for a
+   * TUI, fails with `InputNotEchoed` when the text never shows on its screen.
+   */
+  readonly inject: (text: string, mode: InjectMode) => Effect.Effect<void, PtyClosed | InputNotEchoed>
   readonly resize: (cols: number, rows: number) => Effect.Effect<void, PtyClosed>
   /** The terminal as plain text, as its emulator shows it: the scrollback, then the screen. */
   readonly snapshot: Effect.Effect<string>

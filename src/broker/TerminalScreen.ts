@@ -123,8 +123,15 @@ export const makeScreen = (emulator: ScreenEmulator, options: ScreenOptions): Te
       }
     },
     text: () => {
+      // A row the terminal wrapped continues the line above it: one line of output stays one line.
       const buffer = terminal.buffer.active
-      const lines = rowsOf(0, buffer.length)
+      const lines: Array<string> = []
+      for (let y = 0; y < buffer.length; y++) {
+        const row = buffer.getLine(y)
+        const content = row?.translateToString(true) ?? ""
+        if (row?.isWrapped === true && lines.length > 0) lines[lines.length - 1] = lines[lines.length - 1]!.padEnd(terminal.cols) + content
+        else lines.push(content)
+      }
       while (lines.length > 0 && lines[lines.length - 1] === "") lines.pop()
       return lines.join("\n")
     },

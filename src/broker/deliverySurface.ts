@@ -12,7 +12,7 @@ import type { DeliveriesOptions } from "./DeliveriesConfig.js"
 import type { SeqRange } from "./deliveryDecisions.js"
 import { classify, extractFields } from "./deliveryPayload.js"
 import type { DeliveryStats, WorkerStep } from "./deliveryReport.js"
-import { type PtyClosed, UnknownWorker } from "./errors.js"
+import { type InputNotEchoed, type PtyClosed, UnknownWorker } from "./errors.js"
 import type { EventLog } from "./EventLog.js"
 import { formatInjection, reminderFor } from "./messageFormat.js"
 import type { TokenStore } from "./TokenStore.js"
@@ -124,7 +124,7 @@ export const makeSurface = (services: SurfaceServices) =>
       })
 
     /** Types the message into the agent's terminal; retried locally on `injectRetry`. */
-    const inject = (frame: Surfaceable, track: StepTracker): Effect.Effect<LiveAgent, UnknownWorker | PtyClosed> => {
+    const inject = (frame: Surfaceable, track: StepTracker): Effect.Effect<LiveAgent, UnknownWorker | PtyClosed | InputNotEchoed> => {
       const fields = extractFields(frame.payload, frame.agent)
       const attempt = Effect.gen(function*() {
         yield* track("injecting")
@@ -146,7 +146,11 @@ export const makeSurface = (services: SurfaceServices) =>
           reminder: reminderFor(agent.cli, first)
         })
         const lock = yield* lockFor(agent.name)
-        yield* lock.withPermits(1)(agent.pty.inject(text, { input: agent.injectMode, steer: frame.mode === "steer" }))
+        yield* lock.withPermits(1)(agent.pty.inject(text, {
+          input: agent.injectMode,
+          steer: frame.mode === "steer",
+          delivery: { deliveryId: frame.delivery_id, eventId: frame.msg_id }
+        }))
         yield* Ref.update(reminded, (current) => new Set(current).add(session))
         return agent
       })

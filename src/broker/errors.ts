@@ -149,3 +149,17 @@ export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFail
     return `the control API cannot listen on ${this.address}: ${this.detail}`
   }
 }
+
+/**
+ * A message typed into a TUI never showed on its screen, however often it was typed again (the
+ * input box was cleared each time and Enter was never pressed): the agent is not taking keys.
+ */
+export class InputNotEchoed extends Schema.TaggedError<InputNotEchoed>()("InputNotEchoed", {
+  agent: Schema.String,
+  attempts: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the text typed into '${this.agent}' never showed on its screen (${this.attempts} attempts): ${this.detail}`
+  }
+}

@@ -33,16 +33,27 @@ export const queuedPerAgent = (status: unknown, nodeDelivery: unknown): Readonly
   return counts
 }
 
+/** `ready (screen)`, `starting`, `blocked: <the screen's first line>`; a warning is marked `!`. */
+export const readinessOf = (agent: unknown): string => {
+  const state = pick(agent, "readiness")
+  if (typeof state !== "string") return "-"
+  if (state === "blocked") return `blocked: ${text(pick(agent, "blocked_screen"), "")}`
+  const source = pick(agent, "readiness_source")
+  const warned = typeof pick(agent, "readiness_warning") === "string" ? "!" : ""
+  return typeof source === "string" ? `${state} (${source})${warned}` : state
+}
+
 export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | undefined, now = Date.now()): string => {
   const agents = list(pick(spawned, "agents"))
   if (agents.length === 0) return "no live agents"
   return table(
-    ["NAME", "CLI", "PID", "STATUS", "LAST ACTIVITY", "PENDING"],
+    ["NAME", "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"],
     agents.map((agent) => [
       text(pick(agent, "name")),
       text(pick(agent, "cli", "runtime")),
       text(pick(agent, "pid", "workerPid")),
       text(pick(agent, "current_state", "status", "state")),
+      readinessOf(agent),
       ago(pick(agent, "last_activity_at", "last_activity_ms", "lastActivityAt"), now),
       pendingOf(agent, queued)
     ])
@@ -74,4 +85,4 @@ export const command = Command.make(
         : queuedPerAgent(Option.getOrUndefined(status), Option.getOrUndefined(nodeDelivery))
       yield* Console.log(render(spawned, queued))
     }).pipe(reported("agents"))
-).pipe(Command.withDescription("List the live agents: name, cli, pid, status, last activity, pending deliveries"))
+).pipe(Command.withDescription("List the live agents: name, cli, pid, status, readiness (and how it was decided), last activity, pending deliveries"))

@@ -4,6 +4,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { connect, connectionOptions } from "./client.js"
+import { readinessOf } from "./agents.js"
 import { reported } from "./errors.js"
 import { ago, fields, json, list, numberOr, pick, record, text } from "./format.js"
 
@@ -37,7 +38,11 @@ const identityLine = (node: unknown): string | undefined => {
 const agentsLine = (status: unknown): string => {
   const agents = list(pick(status, "agents"))
   const count = numberOr(pick(status, "agent_count", "agentCount"), agents.length)
-  const names = agents.map((agent) => typeof agent === "string" ? agent : text(pick(agent, "name")))
+  const names = agents.map((agent) => {
+    if (typeof agent === "string") return agent
+    const readiness = readinessOf(agent)
+    return readiness === "-" ? text(pick(agent, "name")) : `${text(pick(agent, "name"))} (${readiness})`
+  })
   return names.length === 0 ? String(count) : `${count}: ${names.join(", ")}`
 }
 

@@ -4,6 +4,7 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
+import * as AgentReadiness from "../../src/broker/AgentReadiness.js"
 import { AgentRegistry, layerWith as registryLayerWith } from "../../src/broker/AgentRegistry.js"
 import * as AgentRoster from "../../src/broker/AgentRoster.js"
 import { BrokerConfig } from "../../src/broker/BrokerConfig.js"
@@ -120,10 +121,11 @@ const testLayer = (rec: Recorder, behaviour: Behaviour = {}) => {
     Effect.map(PtyHost, (host) =>
       PtyHost.of({ spawn: (options) => Effect.suspend(() => (rec.spawns += 1, host.spawn(options))) }))
   ).pipe(Layer.provide(ptyLayer))
-  return registryLayerWith({ baseEnv: baseEnv(), taskReadyTimeout: "300 millis" }).pipe(
+  return registryLayerWith({ baseEnv: baseEnv() }).pipe(
     Layer.provideMerge(
-      Layer.mergeAll(config, nodeControl, engine, deliveryBook, countedPty, AgentRoster.layer, EventLog.layer)
-    )
+      Layer.mergeAll(config, nodeControl, engine, deliveryBook, countedPty, AgentRoster.layer, AgentReadiness.layer)
+    ),
+    Layer.provideMerge(EventLog.layer)
   )
 }
 

@@ -47,7 +47,7 @@ describe("Deliveries pipeline", () => {
       assert.deepStrictEqual(yield* takeAck(harness), { agent: "bob", up_to_seq: 1 })
       assert.deepStrictEqual(yield* Ref.get(harness.steps), ["inject:bob", "persist:bob:1", "ack:bob:1"])
       const [injection] = yield* Ref.get(harness.injections)
-      assert.deepStrictEqual(injection?.mode, { input: "type", steer: false })
+      assert.deepStrictEqual(injection?.mode, { input: "type", steer: false, delivery: { deliveryId: "del_bob_1", eventId: "msg_bob_1" } })
       // The first delivery to an agent session carries the reminder, then the relay line.
       assert.isTrue(injection?.text.startsWith("<system-reminder>\n"))
       assert.isTrue(injection?.text.endsWith("\nRelay message from alice [ws_test / msg_bob_1]: message 1"))
@@ -67,7 +67,11 @@ describe("Deliveries pipeline", () => {
       yield* takeAck(harness)
       assert.deepStrictEqual(yield* takeAck(harness), { agent: "cody", up_to_seq: 2 })
       const injections = yield* Ref.get(harness.injections)
-      assert.deepStrictEqual(injections[1]?.mode, { input: "paste", steer: true })
+      assert.deepStrictEqual(injections[1]?.mode, {
+        input: "paste",
+        steer: true,
+        delivery: { deliveryId: "del_cody_2", eventId: "msg_cody_2" }
+      })
       assert.strictEqual(
         injections[1]?.text,
         "Relay message from alice in #dev (reply in thread thr_1) [ws_test / msg_cody_2]: look"

@@ -59,11 +59,12 @@ describe("client commands against a real daemon", () => {
       Effect.gen(function*() {
         const pid = yield* spawnCat("lister")
         const table = ok(yield* run("agents")).stdout.split("\n")
-        assert.deepStrictEqual(table[0]?.split(/\s{2,}/), ["NAME", "CLI", "PID", "STATUS", "LAST ACTIVITY", "PENDING"])
+        assert.deepStrictEqual(table[0]?.split(/\s{2,}/), ["NAME", "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"])
         const row = table.find((line) => line.startsWith("lister "))?.split(/\s{2,}/)
         assert.isDefined(row, table.join("\n"))
         assert.strictEqual(row?.[1], "cat")
         assert.strictEqual(row?.[2], String(pid))
+        assert.strictEqual(row?.[4], "ready (immediate)")
         assert.deepStrictEqual((yield* agentsJson).filter((agent) => agent.name === "lister").map((agent) => agent.pid), [pid])
 
         assert.strictEqual(ok(yield* run("release", "lister")).stdout.trim(), "released lister")

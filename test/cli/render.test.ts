@@ -9,25 +9,38 @@ import * as Status from "../../src/cli/status.js"
 const now = Date.parse("2026-11-24T12:00:00.000Z")
 
 describe("agents table", () => {
-  it("one row per agent with name, cli, pid, status, last activity, pending", () => {
+  it("one row per agent with name, cli, pid, status, readiness, last activity, pending", () => {
     const spawned = {
       agents: [
-        { name: "alice", cli: "claude", pid: 101, current_state: "working", last_activity_ms: now - 5_000, pending_messages: 2 },
-        { name: "bob", cli: "bash", pid: 202, status: "running", last_activity_at: "2026-11-24T11:57:00.000Z" }
+        {
+          name: "alice",
+          cli: "claude",
+          pid: 101,
+          current_state: "working",
+          readiness: "ready",
+          readiness_source: "screen",
+          last_activity_ms: now - 5_000,
+          pending_messages: 2
+        },
+        { name: "bob", cli: "bash", pid: 202, status: "running", last_activity_at: "2026-11-24T11:57:00.000Z" },
+        { name: "carol", cli: "codex", pid: 303, readiness: "blocked", blocked_screen: "Sign in with ChatGPT", last_activity_ms: now },
+        { name: "dan", cli: "gemini", pid: 404, readiness: "ready", readiness_source: "timeout", readiness_warning: "no prompt", last_activity_ms: now }
       ]
     }
     const rows = Agents.render(spawned, new Map([["bob", 3]]), now).split("\n")
     assert.deepStrictEqual(rows.map((row) => row.split(/\s{2,}/)), [
-      ["NAME", "CLI", "PID", "STATUS", "LAST ACTIVITY", "PENDING"],
-      ["alice", "claude", "101", "working", "5s ago", "2"],
-      ["bob", "bash", "202", "running", "3m ago", "3"]
+      ["NAME", "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"],
+      ["alice", "claude", "101", "working", "ready (screen)", "5s ago", "2"],
+      ["bob", "bash", "202", "running", "-", "3m ago", "3"],
+      ["carol", "codex", "303", "-", "blocked: Sign in with ChatGPT", "0s ago", "0"],
+      ["dan", "gemini", "404", "-", "ready (timeout)!", "0s ago", "0"]
     ])
   })
 
   it("unknown fields print as - and no agents says so", () => {
     assert.strictEqual(Agents.render({ agents: [] }, undefined, now), "no live agents")
     const [, row] = Agents.render({ agents: [{ name: "x" }] }, undefined, now).split("\n")
-    assert.deepStrictEqual(row?.split(/\s{2,}/), ["x", "-", "-", "-", "-", "-"])
+    assert.deepStrictEqual(row?.split(/\s{2,}/), ["x", "-", "-", "-", "-", "-", "-"])
   })
 
   it("pending counts come from the local queue and from node deliveries held behind a gap", () => {

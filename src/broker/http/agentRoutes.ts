@@ -80,8 +80,21 @@ const agentView = (agent: AgentInfo, now: number, memberships: Memberships) => (
   last_activity_ms: agent.lastActivityAt,
   last_activity_at: new Date(agent.lastActivityAt).toISOString(),
   context_budget_pct: null,
-  current_state: agent.status === "running" && now - agent.lastActivityAt < workingWindowMs ? "working" : "idle"
+  current_state: agent.status === "running" && now - agent.lastActivityAt < workingWindowMs ? "working" : "idle",
+  ...readinessView(agent)
 })
+
+/** Whether the agent can take keys yet, and how that was decided (`signal`, `screen`, `timeout`, `immediate`). */
+const readinessView = (agent: AgentInfo) => {
+  const readiness = agent.readiness
+  return {
+    readiness: readiness?.state ?? null,
+    readiness_source: readiness?.state === "ready" ? readiness.decidedBy : null,
+    ready_at: readiness?.state === "ready" ? new Date(readiness.at).toISOString() : null,
+    readiness_warning: readiness?.state === "ready" ? readiness.warning ?? null : null,
+    blocked_screen: readiness?.state === "blocked" ? readiness.screen : null
+  }
+}
 
 /** Every live agent in the shape of `GET /api/spawned`; also used by `/api/status`. */
 export const agentViews = Effect.gen(function*() {
