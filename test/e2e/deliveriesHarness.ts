@@ -119,6 +119,8 @@ export const startBroker = (options: {
   readonly home: string
   readonly baseUrl: string
   readonly workspaceKey: string
+  /** More environment for the broker (e.g. RELAY_READY_TIMEOUT_MS). */
+  readonly env?: Record<string, string>
 }): Effect.Effect<Broker, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const stateDir = join(options.home, "state")
@@ -130,7 +132,8 @@ export const startBroker = (options: {
         XDG_DATA_HOME: join(options.home, "data"),
         HOME: options.home,
         // Keep the gap grace short so a test that makes gaps does not wait long.
-        RELAY_DELIVERY_GAP_GRACE_MS: "500"
+        RELAY_DELIVERY_GAP_GRACE_MS: "500",
+        ...options.env
       })
     })
     const connectionFile = join(stateDir, "connection.json")
