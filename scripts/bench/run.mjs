@@ -21,6 +21,7 @@ import { runLatency } from "./workloads/latency.mjs"
 import { microDecisions, microWire } from "./workloads/micro.mjs"
 import { runStartup } from "./workloads/startup.mjs"
 import { runCli } from "./workloads/cli.mjs"
+import { runReadiness } from "./workloads/readiness.mjs"
 import { runFixedRate, runThroughput } from "./workloads/throughput.mjs"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -33,7 +34,9 @@ const option = (name) => {
 const quick = flag("--quick")
 // The relay-broker entry point to measure (`engine` and `up`); another build can be compared with --main.
 const entry = resolve(option("--main") ?? join(root, "dist", "main.js"))
-const WORKLOADS = ["micro", "startup", "cli", "latency", "memory", "throughput", "cpu"]
+const WORKLOADS = ["micro", "readiness", "startup", "cli", "latency", "memory", "throughput", "cpu"]
+// Workloads that run in this process, without a broker.
+const IN_PROCESS = ["micro", "readiness"]
 const only = option("--only")?.split(",") ?? WORKLOADS
 const wants = (name) => only.includes(name)
 const brokers = option("--brokers")?.split(",") ?? ["us", "upstream"]
@@ -241,6 +244,13 @@ const rowsOf = (us, upstream, micro) => {
     rows.push({ label: "micro: wire decode+encode of deliver", unit: "ops/s", us: micro.wire, peer: false, higherIsBetter: true })
     rows.push({ label: "micro: DeliveryBook decision (step)", unit: "ops/s", us: micro.decisions, peer: false, higherIsBetter: true })
   }
+  if (wants("readiness")) {
+    const r = micro.readiness
+    rows.push({ label: "stand-in TUI: spawn → ready (prompt drawn at ~300 ms + node boot)", unit: "ms", us: r?.spawnToReadyMs, peer: false, goal: "< 25,000 ms (upstream fallback)" })
+    rows.push({ label: "  readiness decided after its prompt arrived", unit: "ms", us: r?.afterPromptMs, peer: false })
+    rows.push({ label: "terminal emulator CPU per MB of TUI output", unit: "ms", us: r?.emulator.cpuMsPerMb, peer: false })
+    rows.push({ label: "terminal emulator heap per agent (1,000 lines scrollback)", unit: "MB", us: r?.emulator.heapMbPerAgent, peer: false })
+  }
   return rows
 }
 
@@ -271,7 +281,15 @@ const run = async () => {
         microErrors.decisions = errorText(error)
       }
     }
-    const needsBrokers = WORKLOADS.some((w) => w !== "micro" && wants(w))
+    if (wants("readiness")) {
+      log("readiness: spawn → ready, emulator cost")
+      try {
+        micro.readiness = await runReadiness({ root, quick })
+      } catch (error) {
+        microErrors.readiness = errorText(error)
+      }
+    }
+    const needsBrokers = WORKLOADS.some((w) => !IN_PROCESS.includes(w) && wants(w))
     if (needsBrokers) {
       upstreamInfo = flag("--no-upstream") || !brokers.includes("upstream")
         ? { reason: "--no-upstream" }

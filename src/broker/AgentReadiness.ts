@@ -45,6 +45,11 @@ export interface TrackedAgent {
 }
 
 export interface ReadinessHandle {
+  /**
+   * Starts deciding: a line program is ready at once; a TUI's screen is watched (in the caller's
+   * scope). Called once the agent is announced, so `worker_ready` follows `agent_spawned`.
+   */
+  readonly start: Effect.Effect<void, never, Scope.Scope>
   /** The state now (synchronous: read when agents are listed). */
   readonly peek: () => Readiness
   /** Completes once the agent is ready; fails when its process ends first. */
@@ -52,7 +57,7 @@ export interface ReadinessHandle {
 }
 
 export class AgentReadiness extends Context.Tag("relay-broker/AgentReadiness")<AgentReadiness, {
-  /** Starts deciding an agent's readiness; the scope (the agent's) ends the watch. */
+  /** Tracks an agent's readiness (`starting` until the handle's `start`); the scope (the agent's) ends it. */
   readonly track: (agent: TrackedAgent) => Effect.Effect<ReadinessHandle, never, Scope.Scope>
   /**
    * The agent says it can take input (its tool server was initialised by its harness). Makes a
@@ -168,19 +173,22 @@ export const makeWith = (options: AgentReadinessOptions = {}) =>
           })
         )
         const logged = Effect.annotateLogs({ module: "AgentReadiness", agent: agent.name, harness: agent.profile.harness })
-        if (agent.profile.kind === "line") {
-          yield* decide(tracker, "immediate").pipe(logged)
-        } else {
-          // Ends with the process (a blocked one would be watched for ever).
-          yield* watchScreen(tracker, startedAt).pipe(
+        const start = agent.profile.kind === "line"
+          ? decide(tracker, "immediate").pipe(logged)
+          : watchScreen(tracker, startedAt).pipe(
+            // Ends with the process (a blocked one would be watched for ever).
             Effect.raceFirst(agent.pty.exited),
             Effect.catchAllCause((cause) => Effect.logError("readiness watch stopped", cause)),
             logged,
-            Effect.forkScoped
+            // Interruptible even when started from an uninterruptible region (the registry's spawn):
+            // the race must be able to drop its loser, and the scope to stop the watch.
+            Effect.interruptible,
+            Effect.forkScoped,
+            Effect.asVoid
           )
-        }
         const closed = Effect.flatMap(agent.pty.exited, () => Effect.fail(new PtyClosed({ pid: agent.pty.pid })))
         return {
+          start,
           peek: () => tracker.state,
           awaitReady: Effect.raceFirst(Deferred.await(tracker.ready), closed)
         } satisfies ReadinessHandle

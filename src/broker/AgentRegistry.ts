@@ -450,6 +450,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           ...(spec.model === undefined ? {} : { model: spec.model }),
           ...(binding.warning === undefined ? {} : { registration_warning: binding.warning })
         })
+        yield* entry.readiness.start.pipe(Scope.extend(entry.scope))
         yield* Effect.logInfo("agent spawned").pipe(
           Effect.annotateLogs({ module: "AgentRegistry", agent: name, pid: entry.info.pid, cli: spec.cli })
         )

@@ -173,6 +173,9 @@ layer(setup, { excludeTestServices: true, timeout: 120_000 })("readiness end to 
       })
       assert.deepStrictEqual(verified.map((event) => event["verification"]), ["echo", "echo"])
       for (const event of verified) assert.isString(event["delivery_id"])
+      // A TUI agent is released at once (nothing of readiness holds its scope open).
+      const released = yield* api(s.broker, "DELETE", "/api/spawned/tui1")
+      assert.strictEqual(released.status, 200, JSON.stringify(released.body))
     }))
 
   it.effect("a TUI that shows its prompt at once but drops keys while booting: the text is typed again until it shows, and submitted once", () =>
@@ -283,6 +286,8 @@ describe("readiness across a daemon restart", () => {
       })
       assert.strictEqual((yield* agentRow(first, "rs1"))?.["readiness"], "starting")
       yield* stopChild(first.child, "SIGTERM")
+      // It stopped on SIGTERM by itself (stopChild would have used SIGKILL after 10 s).
+      assert.strictEqual(first.child.exitCode, 0, first.output())
       assert.deepStrictEqual([...(yield* pendingAt(engine, "rs1"))].sort(), [...ids].sort())
 
       const second = yield* startBroker({ home, baseUrl: engine.url, workspaceKey: engine.workspaceKey, env })

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer, request as httpRequest, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -8,6 +8,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import WebSocket, { WebSocketServer } from "ws"
 import { freshMachineEnv, isAlive, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
+import { installStandin } from "../support/standins.js"
 
 // Agents through a real daemon (`node dist/main.js up`, child process) on a real engine: spawn,
 // terminal I/O, release, and the failures the API reports. Build first: `npm run build`.
@@ -305,16 +306,13 @@ describe.skipIf(!existsSync(mainJs))("spawn through the engine (action.invoke)",
   it.scopedLive("spawn:claude from the engine starts the agent once; a repeated invocation id starts nothing", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      // A stand-in `claude` on the daemon's PATH: the node advertises spawn:claude for it.
-      const bin = join(root, "bin")
-      mkdirSync(bin, { recursive: true })
-      writeFileSync(join(bin, "claude"), "#!/bin/sh\nexec cat\n")
-      chmodSync(join(bin, "claude"), 0o755)
+      // A stand-in `claude` TUI on the daemon's PATH: the node advertises spawn:claude for it.
+      const bin = installStandin(join(root, "bin"), "claude")
       const { url: engineUrl } = yield* startEngine(root)
       const proxy = yield* startProxy(engineUrl)
       const daemon = yield* startDaemon(
         root,
-        freshMachineEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}` })
+        freshMachineEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}`, STANDIN_DEAF_MS: "300", STANDIN_DIR: root })
       )
       const register = proxy.fromNode.find((frame) => frame.type === "node.register")
       assert.deepStrictEqual(register?.capabilities, [{ name: "spawn:claude" }])
