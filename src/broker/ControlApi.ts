@@ -12,7 +12,9 @@ import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
+import { observabilityRoutes } from "./http/observabilityRoutes.js"
 import { channelRoutes } from "./http/channelRoutes.js"
+import { compatRoutes } from "./http/compatRoutes.js"
 import { sessionRoutes } from "./http/sessionRoutes.js"
 import { inputStreamRoutes } from "./http/inputStreamRoute.js"
 import { failure } from "./http/responses.js"
@@ -46,6 +48,8 @@ export const router = (state: {
     agentRoutes(state.sizes),
     sessionRoutes,
     channelRoutes,
+    observabilityRoutes(state.startedAt),
+    compatRoutes,
     HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
     inputStreamRoutes,
     // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when

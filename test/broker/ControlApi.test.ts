@@ -235,7 +235,7 @@ describe("ControlApi", () => {
         ["POST", "/api/spawn", { body: { name: 5, cli: "bash" } }, /name/],
         ["POST", "/api/spawn", { body: { name: "w", args: "-l" } }, /args/],
         ["POST", "/api/spawn", { body: { name: "w", harnessId: "h1" } }, /harnessId.*not supported/],
-        ["POST", "/api/spawn", { body: { name: "w", transport: "headless" } }, /transport/],
+        ["POST", "/api/spawn", { body: { name: "w", transport: "carrier-pigeon" } }, /transport/],
         ["POST", "/api/spawn", { raw: "{not json" }, /not valid JSON/],
         ["POST", "/api/spawn", { body: [1] }, /body/]
       ]
@@ -284,10 +284,10 @@ describe("ControlApi", () => {
       const badName = yield* call(api.url, "POST", "/api/spawn", spawnBody("bad name"))
       assert.deepStrictEqual([badName.status, badName.body.code], [400, "invalid_agent_name"])
       const unbindable = yield* call(api.url, "POST", "/api/spawn", spawnBody("unbindable"))
-      assert.deepStrictEqual([unbindable.status, unbindable.body.code], [500, "bind_failed"])
+      assert.deepStrictEqual([unbindable.status, unbindable.body.code, unbindable.body.retryable], [502, "bind_failed", false])
       assert.match(unbindable.body.error, /engine said no/)
       const missing = yield* call(api.url, "POST", "/api/spawn", spawnBody("w", "no-such-cli"))
-      assert.deepStrictEqual([missing.status, missing.body.code], [500, "spawn_failed"])
+      assert.deepStrictEqual([missing.status, missing.body.code, missing.body.retryable], [400, "cli_not_found", false])
       assert.match(missing.body.error, /no-such-cli/)
       const exited = yield* call(api.url, "POST", "/api/spawn", spawnBody("exited"))
       assert.strictEqual(exited.status, 200)

@@ -30,14 +30,30 @@ const spawnSpecOf = (body: SpawnBody): SpawnSpec => ({
 
 const spawn = Effect.gen(function*() {
   const body = yield* decodeBody(SpawnBody)
+  if (body.transport === "headless" || body.runtime === "headless") {
+    return failure(409, "unsupported_runtime", "this broker runs agents in terminals only: spawn with transport \"pty\"", {
+      name: body.name
+    })
+  }
   const registry = yield* AgentRegistry
   const spec = spawnSpecOf(body)
   const agent = yield* registry.spawn(spec).pipe(
     Effect.catchTags({
       InvalidAgentName: (error) => Effect.fail(failure(400, "invalid_agent_name", error.message, { name: spec.name })),
       NameTaken: (error) => Effect.fail(failure(409, "name_taken", error.message, { name: spec.name })),
-      BindFailed: (error) => Effect.fail(failure(500, "bind_failed", error.message, { name: spec.name })),
-      SpawnFailed: (error) => Effect.fail(failure(500, "spawn_failed", error.message, { name: spec.name }))
+      // The engine away or slow can pass; a refusal stays a refusal.
+      BindFailed: (error) =>
+        Effect.fail(failure(502, "bind_failed", error.message, { name: spec.name, retryable: error.reason !== "Rejected" })),
+      // A program that does not exist (or cannot run) is the caller's to fix.
+      SpawnFailed: (error) =>
+        Effect.fail(
+          error.reason === "Failed"
+            ? failure(500, "spawn_failed", error.message, { name: spec.name })
+            : failure(400, error.reason === "NotFound" ? "cli_not_found" : "cli_not_executable", error.message, {
+              name: spec.name,
+              cli: spec.cli
+            })
+        )
     })
   )
   const joined = yield* joinSpawnChannels(agent.name, spec.channels ?? [])

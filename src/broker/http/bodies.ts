@@ -21,8 +21,22 @@ export const SpawnBody = Schema.Struct({
   channels: nullable(Strings),
   cwd: nullable(Schema.String),
   env: nullable(Schema.Record({ key: Schema.String, value: Schema.String })),
-  transport: nullable(Schema.Literal("pty")),
-  runtime: nullable(Schema.Literal("pty")),
+  transport: nullable(Schema.Literal("pty", "headless")),
+  runtime: nullable(Schema.Literal("pty", "headless")),
+  // Sent by harness-driver 9.1.6; accepted and kept for the agent-lifecycle services (#18), which
+  // give restartPolicy, idleThresholdSecs, spawnMode and exitAfterTask their behaviour.
+  team: nullable(Schema.String),
+  skipRelayPrompt: nullable(Schema.Boolean),
+  restartPolicy: nullable(Schema.Unknown),
+  idleThresholdSecs: nullable(Schema.Number),
+  spawnMode: nullable(Schema.Literal("interactive", "task_exit", "single_shot")),
+  exitAfterTask: nullable(Schema.Boolean),
+  agentToken: nullable(Schema.String),
+  shadowOf: nullable(Schema.String),
+  shadowMode: nullable(Schema.String),
+  continueFrom: nullable(Schema.String),
+  harnessConfig: nullable(Schema.Unknown),
+  agentResultSchema: nullable(Schema.Unknown),
   // Upstream rejects these (a harness id needs the harness registry, which this broker has not).
   harnessId: Schema.optional(unsupportedHarnessId),
   harness_id: Schema.optional(unsupportedHarnessId)

@@ -14,7 +14,15 @@ export const failure = (
   message: string,
   extra: { readonly [field: string]: unknown } = {}
 ): HttpServerResponse.HttpServerResponse =>
-  json({ success: false, ...extra, error: message, code, message, retryable: status >= 500 }, status)
+  json({
+    success: false,
+    ...extra,
+    error: message,
+    code,
+    message,
+    // True only where the same request can succeed later; a caller may say so itself.
+    retryable: typeof extra["retryable"] === "boolean" ? extra["retryable"] : status >= 500
+  }, status)
 
 /** Upstream's exact 401 body. */
 export const unauthorized: HttpServerResponse.HttpServerResponse = json({
