@@ -249,7 +249,7 @@ const rowsOf = (us, upstream, micro) => {
     rows.push({ label: "stand-in TUI: spawn → ready (prompt drawn at ~300 ms + node boot)", unit: "ms", us: r?.spawnToReadyMs, peer: false, goal: "< 25,000 ms (upstream fallback)" })
     rows.push({ label: "  readiness decided after its prompt arrived", unit: "ms", us: r?.afterPromptMs, peer: false })
     rows.push({ label: "terminal emulator CPU per MB of TUI output", unit: "ms", us: r?.emulator.cpuMsPerMb, peer: false })
-    rows.push({ label: "terminal emulator heap per agent (1,000 lines scrollback)", unit: "MB", us: r?.emulator.heapMbPerAgent, peer: false })
+    rows.push({ label: "terminal emulator memory per agent (1,000 lines scrollback)", unit: "MB", us: r?.emulator.heapMbPerAgent, peer: false })
   }
   return rows
 }

@@ -86,6 +86,7 @@ export const screenWatch = (poll: Duration.Duration, limitMillis: number) =>
 
 export const config: Config.Config<AgentReadinessOptions> = Config.option(
   Config.integer("RELAY_READY_TIMEOUT_MS").pipe(
+    Config.validate({ message: "expected a number of milliseconds, 0 or more", validation: (ms) => ms >= 0 }),
     Config.withDescription("Replaces every harness's readiness timeout (ms): a TUI without a ready sign is typed into after it.")
   )
 ).pipe(Config.map((timeout) => Option.match(timeout, { onNone: () => ({}), onSome: (ms) => ({ timeout: Duration.millis(ms) }) })))
