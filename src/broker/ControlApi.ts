@@ -16,6 +16,7 @@ import { observabilityRoutes } from "./http/observabilityRoutes.js"
 import { channelRoutes } from "./http/channelRoutes.js"
 import { compatRoutes } from "./http/compatRoutes.js"
 import { sessionRoutes } from "./http/sessionRoutes.js"
+import { holdRoutes } from "./http/holdRoutes.js"
 import { inputStreamRoutes } from "./http/inputStreamRoute.js"
 import { failure } from "./http/responses.js"
 import type { Shutdown } from "./http/Shutdown.js"
@@ -52,6 +53,7 @@ export const router = (state: {
     compatRoutes,
     HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
     inputStreamRoutes,
+    holdRoutes,
     // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when
     // the delivery services are not composed in.
     deliveryRoutesIfPresent

@@ -16,6 +16,7 @@ import * as ControlApi from "./ControlApi.js"
 import * as DeadLetters from "./DeadLetters.js"
 import * as Deliveries from "./Deliveries.js"
 import * as DeliveryBook from "./DeliveryBook.js"
+import * as DeliveryHolds from "./DeliveryHolds.js"
 import type { PersistFailed } from "./errors.js"
 import * as EngineClient from "./EngineClient.js"
 import * as EventLog from "./EventLog.js"
@@ -96,7 +97,14 @@ export const servicesLayer = ControlApi.layer.pipe(
   Layer.provideMerge(AgentRegistry.layer),
   Layer.provideMerge(Layer.suspend(() => NodeControl.layerWith({ capabilities: spawnCapabilities() }))),
   Layer.provideMerge(
-    Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layer, DeadLetters.layer, AgentReadiness.layerConfig)
+    Layer.mergeAll(
+      TokenStore.layer,
+      EngineClient.layer,
+      DeliveryBook.layer,
+      DeadLetters.layer,
+      AgentReadiness.layerConfig,
+      DeliveryHolds.layer
+    )
   ),
   Layer.provideMerge(
     Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, Deliveries.layerConfig)

@@ -2,6 +2,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
@@ -11,6 +12,7 @@ import { type FailingSave, makeCursorSaves } from "./cursorSaves.js"
 import { DeadLetters } from "./DeadLetters.js"
 import { DeliveriesConfig } from "./DeliveriesConfig.js"
 import { DeliveryBook } from "./DeliveryBook.js"
+import { DeliveryHolds } from "./DeliveryHolds.js"
 import { makeRedeliver, type NoSuchDeadLetter, type RedeliverReport } from "./deliveryRedeliver.js"
 import { type AgentDeliveryReport, emptyStats, frameSummary, makeStats } from "./deliveryReport.js"
 import { monitorStalls, workerReport } from "./deliveryStalls.js"
@@ -79,11 +81,21 @@ export const make = Effect.gen(function*() {
   const tokens = yield* TokenStore
   const options = yield* DeliveriesConfig
   const scope = yield* Effect.scope
+  // Delivery modes (manual_flush holds frames before the worker); absent: every frame goes straight on.
+  const holds = yield* Effect.serviceOption(DeliveryHolds)
 
   const stats = yield* makeStats
   const surface = yield* makeSurface({ registry, deadLetters, events, tokens, stats, options })
   const saves = makeCursorSaves({ book, node, stats, options, scope })
-  const workers = makeWorkers({ book, events, stats, saves, surface, options })
+  const workers = makeWorkers({
+    book,
+    events,
+    stats,
+    saves,
+    surface,
+    options,
+    ...(Option.isSome(holds) ? { settled: holds.value.settled } : {})
+  })
 
   /** One supervised worker per agent name. */
   const slots = yield* SynchronizedRef.make<ReadonlyMap<string, WorkerSlot>>(new Map())
@@ -115,10 +127,14 @@ export const make = Effect.gen(function*() {
         event_id: frame.msg_id,
         seq: frame.seq
       })
-      const slot = yield* slotFor(frame.agent)
-      if (slot.queued === 0) slot.queuedSince = at
-      slot.queued += 1
-      yield* Queue.offer(slot.queue, frame)
+      const enqueue = Effect.gen(function*() {
+        const slot = yield* slotFor(frame.agent)
+        if (slot.queued === 0) slot.queuedSince = yield* Clock.currentTimeMillis
+        slot.queued += 1
+        yield* Queue.offer(slot.queue, frame)
+      })
+      // In manual_flush the frame waits in DeliveryHolds until a flush hands it to the worker.
+      yield* Option.isSome(holds) ? holds.value.admit(frame, enqueue) : enqueue
     })
 
   /**

@@ -75,6 +75,8 @@ export interface WorkerServices {
   readonly saves: CursorSaves
   readonly surface: Surface
   readonly options: DeliveriesOptions
+  /** Told once each arrived frame has been handled (DeliveryHolds: a flush waits for it). */
+  readonly settled?: (agent: string, msgId: string) => Effect.Effect<void>
 }
 
 type SurfaceWith = (frame: Incoming, track: StepTracker) => Effect.Effect<SurfaceOutcome>
@@ -212,6 +214,7 @@ export const makeWorkers = (services: WorkerServices) => {
           Effect.catchAllCause(unlessInterrupted((cause) => recover(slot, event, cause)))
         )
         slot.inFlight = null
+        if (event._tag === "Arrive" && services.settled !== undefined) yield* services.settled(slot.name, event.frame.msg_id)
       }
     })
 

@@ -1,4 +1,5 @@
 import { assert, beforeAll, describe, layer } from "@effect/vitest"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule } from "effect"
 import * as NodePty from "node-pty"
@@ -55,6 +56,25 @@ const sees = (session: Session, text: string) =>
     session.screen().includes(text) ? Effect.void : Effect.fail(new Error(`the terminal never showed ${JSON.stringify(text)}:\n${session.screen()}`))
   ).pipe(Effect.retry(Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(Duration.minutes(1)))))
 
+const api = (path: string, init: RequestInit = {}) =>
+  Effect.flatMap(Daemon, (running) =>
+    Effect.promise(async () => {
+      const connection = JSON.parse(readFileSync(join(running.stateDir, "connection.json"), "utf8")) as { url: string; api_key: string }
+      const response = await fetch(`${connection.url}${path}`, { ...init, headers: { "x-api-key": connection.api_key } })
+      return (await response.json()) as Record<string, unknown>
+    }))
+
+const pendingCount = (name: string, count: number) =>
+  Effect.flatMap(api(`/api/spawned/${name}/pending`), (body) => {
+    const pending = body.pending as ReadonlyArray<unknown> | undefined
+    return pending?.length === count ? Effect.void : Effect.fail(new Error(`pending of ${name}: ${JSON.stringify(body)}`))
+  }).pipe(Effect.retry(Schedule.spaced(Duration.millis(100)).pipe(Schedule.upTo(Duration.minutes(1)))))
+
+const logsInclude = (name: string, text: string) =>
+  Effect.flatMap(run("logs", name), (result) =>
+    result.stdout.includes(text) ? Effect.void : Effect.fail(new Error(`logs of ${name} lack ${text}: ${result.stdout}`))
+  ).pipe(Effect.retry(Schedule.spaced(Duration.millis(250)).pipe(Schedule.upTo(Duration.minutes(1)))))
+
 /** The `stty -a` part of the screen: raw mode would show `-icanon` and `-echo`. */
 const sttyAfter = (session: Session) => {
   const screen = session.screen()
@@ -70,16 +90,23 @@ const assertCooked = (session: Session) => {
 
 describe("relay-broker attach", () => {
   layer(Layer.scoped(Daemon, daemon), { excludeTestServices: true, timeout: 120_000 })((it) => {
-    it.scoped("types into a bash agent, shows its output, detaches with Ctrl-] d, restores the terminal", () =>
+    it.scoped("types into a bash agent, shows its output, holds messages while attached, detaches with Ctrl-] d, restores the terminal", () =>
       Effect.gen(function*() {
         ok(yield* run("spawn", "shell", "bash", "--", "--norc", "--noprofile", "-i"))
         const session = yield* attachSession("shell")
         yield* sees(session, "attached to shell")
         yield* session.type("echo attach-$((6*7))\r")
         yield* sees(session, "attach-42")
+        // A message sent while a person is attached waits: pending, not typed.
+        ok(yield* run("send", "shell", "held-note"))
+        yield* pendingCount("shell", 1)
+        assert.notInclude(session.screen(), "held-note")
         yield* session.type("\x1d")
         yield* session.type("d")
         yield* sees(session, "END-OF-SESSION")
+        // Typed after the detach.
+        yield* pendingCount("shell", 0)
+        yield* logsInclude("shell", "held-note")
         assert.strictEqual(yield* session.exited, 0)
         assert.include(session.screen(), "detached from shell")
         assert.include(session.screen(), "attach-exit=0")
