@@ -8,6 +8,7 @@ import {
   Fiber,
   FiberSet,
   Layer,
+  Option,
   Redacted,
   Ref,
   Scope,
@@ -30,6 +31,7 @@ import {
 } from "./errors.js"
 import { EventLog } from "./EventLog.js"
 import { resolveHarness } from "./harness.js"
+import { processTagEnv, ProcessTree } from "./ProcessTree.js"
 import { NodeControl } from "./NodeControl.js"
 import { type Keyboard, type Typed, typeProved } from "./KeyboardProof.js"
 import { type InjectMode, type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
@@ -163,6 +165,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const deliveryBook = yield* DeliveryBook
     const readiness = yield* AgentReadiness
     const layerScope = yield* Effect.scope
+    // When present, an agent's scope also ends the processes it left behind (detached helpers).
+    const processTree = yield* Effect.serviceOption(ProcessTree)
 
     const flushInterval = options.streamFlushInterval ?? "16 millis"
     const flushChars = options.streamFlushChars ?? 4096
@@ -334,16 +338,30 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           ...(typed.reason === undefined ? {} : { reason: typed.reason })
         })
 
+    /** The tag for the agent's environment; the scope reaps what carries it after the terminal is gone. */
+    const trackProcesses = (scope: Scope.Scope) =>
+      Option.match(processTree, {
+        onNone: () => Effect.succeed({}),
+        onSome: (tree) =>
+          Effect.gen(function*() {
+            const tag = yield* tree.newTag
+            // Added before the terminal, so it runs after the terminal was killed.
+            yield* Scope.addFinalizer(scope, Effect.ignore(tree.reap(tag)))
+            return { [processTagEnv]: tag }
+          })
+      })
+
     const launch = (spec: SpawnSpec, binding: Binding) =>
       Effect.gen(function*() {
         const harness = resolveHarness(spec)
         const cwd = Path.resolve(config.cwd, spec.cwd ?? ".")
         const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+        const processTag = yield* trackProcesses(scope)
         const pty = yield* ptyHost.spawn({
           command: harness.command,
           args: harness.args,
           cwd,
-          env: childEnv(spec, harness, binding)
+          env: { ...childEnv(spec, harness, binding), ...processTag }
         }).pipe(
           Scope.extend(scope),
           Effect.onError(() => Scope.close(scope, Exit.void))

@@ -24,6 +24,7 @@ import * as ConnectionFile from "./http/connectionFile.js"
 import * as Shutdown from "./http/Shutdown.js"
 import * as LocalEngine from "./LocalEngine.js"
 import * as NodeControl from "./NodeControl.js"
+import * as ProcessTree from "./ProcessTree.js"
 import * as PtyHost from "./PtyHost.js"
 import * as TokenStore from "./TokenStore.js"
 
@@ -107,7 +108,7 @@ export const servicesLayer = ControlApi.layer.pipe(
     )
   ),
   Layer.provideMerge(
-    Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, Deliveries.layerConfig)
+    Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, ProcessTree.layer, Deliveries.layerConfig)
   )
 )
 
