@@ -1,10 +1,15 @@
+import { HttpClient, HttpClientResponse, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Queue, Ref, TestClock } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue, Redacted, Ref, TestClock } from "effect"
+import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import { DeadLetters } from "../../src/broker/DeadLetters.js"
 import { Deliveries } from "../../src/broker/Deliveries.js"
 import * as DeliveryBook from "../../src/broker/DeliveryBook.js"
 import { PersistFailed } from "../../src/broker/errors.js"
 import { EventLog } from "../../src/broker/EventLog.js"
+import { brokerRoutes } from "../../src/broker/http/brokerRoutes.js"
+import * as Shutdown from "../../src/broker/http/Shutdown.js"
 import { deliver, eventually, HarnessTag, noneLeft, takeAck, testLayer } from "./deliveriesFakes.js"
 
 // No agent goes deaf: failures inside the delivery path end each frame in a visible state, the
@@ -31,6 +36,28 @@ const faultyStorage = (broken: Ref.Ref<boolean>, defects: Ref.Ref<number>): Deli
       if (dying) return yield* Effect.dieMessage("the cursor store blew up")
     })
 })
+
+const config: BrokerConfig.BrokerConfigShape = {
+  baseUrl: "http://127.0.0.1:1",
+  workspaceKey: Redacted.make("rk_live_test"),
+  nodeToken: undefined,
+  nodeName: "test",
+  stateDir: "/nonexistent",
+  dataDir: "/nonexistent",
+  cwd: "/",
+  brokerApiKey: Redacted.make("br_test"),
+  apiBind: "127.0.0.1",
+  apiPort: 0,
+  heartbeatInterval: 12_000,
+  requestTimeout: 30_000,
+  version: "test"
+}
+
+const health = Effect.flatMap(HttpClient.HttpClient, (client) => client.get("/health")).pipe(
+  Effect.flatMap(HttpClientResponse.filterStatusOk),
+  Effect.flatMap((response) => response.json),
+  Effect.map((json) => json as Record<string, unknown>)
+)
 
 describe("Deliveries under failure", () => {
   it.scoped("a defect while injecting dead-letters that frame as internal_error, acks it, and later frames still arrive", () =>
@@ -200,5 +227,35 @@ describe("Deliveries under failure", () => {
       assert.include(worker?.stalled_reason ?? "", "saving the cursor after seq 2")
       assert.include(yield* eventKinds, "delivery_stalled")
     }).pipe(Effect.provide(testLayer(undefined, storage)))
+  })
+
+  it.scopedLive("GET /health says degraded, with the reason, while cursor saves fail, and ok again after", () => {
+    const broken = Ref.unsafeMake(true)
+    const defects = Ref.unsafeMake(0)
+    const server = HttpServer.serve(brokerRoutes({ startedAt: 0, eventSockets: Ref.unsafeMake(0) })).pipe(
+      Layer.provideMerge(Layer.mergeAll(
+        testLayer({ saveRetryBase: Duration.millis(10) }, faultyStorage(broken, defects)),
+        BrokerConfig.layer(config),
+        Shutdown.layer
+      )),
+      Layer.provideMerge(NodeHttpServer.layerTest)
+    )
+    return Effect.gen(function*() {
+      const harness = yield* HarnessTag
+      yield* harness.addAgent("bob")
+      assert.strictEqual((yield* health)["status"], "ok")
+      yield* Queue.offer(harness.frames, deliver("bob", 1))
+      yield* eventually(reportFor("bob"), (report) => report?.durability.pending_ack === 1, "ack 1 waiting")
+      const degraded = yield* health
+      assert.strictEqual(degraded["status"], "degraded")
+      assert.strictEqual(degraded["failingCursorSaves"], 1)
+      const [reason] = degraded["reasons"] as ReadonlyArray<string>
+      assert.include(reason ?? "", "delivery cursor of bob not saved")
+      assert.include(reason ?? "", "no space left on device")
+      yield* Ref.set(broken, false)
+      assert.deepStrictEqual(yield* takeAck(harness), { agent: "bob", up_to_seq: 1 })
+      const healthy = yield* health
+      assert.deepStrictEqual([healthy["status"], healthy["reasons"]], ["ok", []])
+    }).pipe(Effect.provide(server))
   })
 })
