@@ -140,6 +140,21 @@ const deliver = (seq: number, agent = "worker-1"): Frame => ({
 const skippedCount = (kind: string) =>
   Effect.map(Metric.value(Metric.tagged(NodeControl.skippedFrames, "kind", kind)), (state) => state.count)
 
+/**
+ * Waits until the loop counted `reconnects` and sleeps in its backoff; that sleep's delay. (The
+ * heartbeat interval, 600 s in these tests, is the other sleep that may be pending.)
+ */
+const backoffSleep = (node: NodeControl.NodeControl["Type"], reconnects: number) =>
+  Effect.gen(function*() {
+    const backoffs = Effect.zipWith(TestClock.sleeps(), Clock.currentTimeMillis, (sleeps, now) =>
+      Chunk.toReadonlyArray(sleeps).map((wake) => wake - now).filter((delay) => delay < 100_000))
+    yield* eventually(
+      `reconnect ${reconnects} sleeping in backoff`,
+      Effect.zipWith(node.status, backoffs, (status, delays) => status.reconnects === reconnects && delays.length === 1)
+    )
+    return (yield* backoffs)[0]!
+  })
+
 describe("NodeControl (scripted server)", () => {
   it.scoped("401 on every upgrade: exactly 5 remints, one loud error, and backoff between all attempts", () =>
     Effect.gen(function*() {
@@ -172,6 +187,61 @@ describe("NodeControl (scripted server)", () => {
       assert.isTrue(delays[0]! >= 800 && delays[0]! <= 1_200, `first delay ${delays[0]}`)
       for (let i = 1; i < 5; i++) assert.isTrue(delays[i]! > delays[i - 1]!, `delays grow: ${delays}`)
       for (const delay of delays) assert.isTrue(delay <= 36_000, `capped: ${delays}`)
+    }))
+
+  it.scoped("the reconnect backoff grows while sessions fail at once and starts over after a healthy session", () =>
+    Effect.gen(function*() {
+      const server = yield* ScriptedNodeServer.make
+      const { node } = yield* startNode(server.baseUrl, {
+        // No heartbeat or idle check within the test's clock moves; no jitter, so the delays are exact.
+        config: { heartbeatInterval: 600_000 },
+        options: { reconnectSchedule: Schedule.exponential("1 second", 2), healthyAfter: "5 seconds" }
+      })
+      /** Takes the next connection, keeps it for `kept` ms of test time, closes it, and returns the backoff delay. */
+      const sessionThenDelay = (kept: number, reconnects: number) =>
+        Effect.gen(function*() {
+          const connection = yield* Queue.take(server.connections)
+          yield* expectBootstrap(connection)
+          if (kept > 0) yield* TestClock.adjust(kept)
+          yield* connection.close(1011, "bye")
+          const delay = yield* backoffSleep(node, reconnects)
+          yield* TestClock.adjust(delay)
+          return delay
+        })
+      const delays: Array<number> = []
+      for (const [index, kept] of [0, 0, 0, 6_000, 0].entries()) delays.push(yield* sessionThenDelay(kept, index + 1))
+      // 1, 2, 4 s while sessions die at once; the 6 s session was healthy: back to 1 s, then 2 s.
+      assert.deepStrictEqual(delays, [1_000, 2_000, 4_000, 1_000, 2_000])
+    }))
+
+  it.scoped("the 401 re-mint budget starts over after a connection that succeeded", () =>
+    Effect.gen(function*() {
+      const server = yield* ScriptedNodeServer.make
+      // Two 401s, one accepted connection, then 401s for good.
+      yield* server.setUpgradeStatus((attempt) => attempt === 3 ? 101 : 401)
+      const { node, remints } = yield* startNode(server.baseUrl, {
+        config: { heartbeatInterval: 600_000 },
+        options: { reconnectSchedule: Schedule.spaced("1 second") }
+      })
+      const step = (reconnects: number) =>
+        Effect.zipRight(backoffSleep(node, reconnects), TestClock.adjust("1 second"))
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        yield* Queue.take(server.upgrades)
+        yield* step(attempt)
+      }
+      assert.strictEqual(yield* Ref.get(remints), 2)
+      yield* Queue.take(server.upgrades)
+      const connection = yield* Queue.take(server.connections)
+      yield* expectBootstrap(connection)
+      yield* connection.close(1011, "bye")
+      yield* step(3)
+      for (let attempt = 4; attempt <= 10; attempt++) {
+        yield* Queue.take(server.upgrades)
+        yield* step(attempt)
+      }
+      // A fresh budget of 5 after the good connection (without the reset it would stop at 5 in all).
+      assert.strictEqual(yield* Ref.get(remints), 7)
+      assert.strictEqual((yield* node.status).remints, 7)
     }))
 
   it.scopedLive("after connecting: node.register, inventory.sync (even empty), a heartbeat, then heartbeats", () =>
