@@ -253,15 +253,5 @@ export const sendAndSettle = (client: NodeClient, frame: unknown) =>
     yield* client.waitFor(isInvalid, before + 1)
   })
 
-/** A real-time pause (for polling under the TestClock, where Effect.sleep stands still). */
-export const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
-/** Polls `check` (real time, bounded) until it holds; dies with `what` otherwise. */
-export const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 200; attempt++) {
-      if (yield* check) return
-      yield* realSleep(10)
-    }
-    return yield* Effect.dieMessage(`never happened: ${what}`)
-  })
+// The shared real-time polling (15 s bound), so engine tests tolerate a busy machine like the rest.
+export { eventually, realSleep } from "../support/polling.js"
