@@ -97,7 +97,7 @@ const api = (url: string, key: string | undefined, method: string, path: string,
     return { status: response.status, body: text === "" ? null : JSON.parse(text) }
   })
 
-describe.skipIf(!existsSync(mainJs))("relay-broker up (daemon process)", () => {
+describe("relay-broker up (daemon process)", () => {
   it.scopedLive("prints the listening line, writes connection.json (0600), and SIGTERM cleans up everything", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import Database from "better-sqlite3"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
+import { createRequire } from "node:module"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { databaseFile } from "../../src/engine/EngineStore.js"
@@ -9,6 +9,16 @@ import { connectNode, createAgent, createWorkspace, data, enrollNode, registerAg
 
 // The engine keeps credentials as sha256 hashes only: read the SQLite file itself (and its WAL),
 // not the API, for every secret it handed out.
+
+/** The part of better-sqlite3 (the engine's driver) this test uses; the package ships no types. */
+interface ReadonlyDatabase {
+  prepare(sql: string): { all(): Array<unknown> }
+  close(): void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  file: string,
+  options: { readonly readonly: boolean; readonly fileMustExist: boolean }
+) => ReadonlyDatabase
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 
