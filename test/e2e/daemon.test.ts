@@ -86,6 +86,17 @@ const descendants = (pid: number): ReadonlyArray<number> => {
   return found
 }
 
+/** Processes other than this one whose environment holds `entry` (e.g. a daemon's unique HOME). */
+const processesWithEnv = (entry: string): ReadonlyArray<number> =>
+  readdirSync("/proc").flatMap((pid) => {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) return []
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(entry) ? [Number(pid)] : []
+    } catch {
+      return [] // ended while we looked, or not ours to read
+    }
+  })
+
 const api = (url: string, key: string | undefined, method: string, path: string, body?: unknown) =>
   Effect.promise(async () => {
     const response = await fetch(`${url}${path}`, {
@@ -135,12 +146,15 @@ describe("relay-broker up (daemon process)", () => {
       assert.isTrue(isAlive(agentPid))
       const children = descendants(daemon.child.pid!)
       assert.include(children, agentPid)
+      const marker = `AGENT_RELAY_DATA_DIR=${join(root, "data")}`
+      assert.includeMembers([...processesWithEnv(marker)], [daemon.child.pid!, agentPid])
 
       daemon.child.kill("SIGTERM")
       const code = yield* Effect.promise(() => daemon.exited)
       assert.strictEqual(code, 0, daemon.stderr.join("\n"))
       assert.isFalse(existsSync(connectionPath))
       assert.deepStrictEqual(children.filter(isAlive), [])
+      assert.deepStrictEqual(processesWithEnv(marker), [])
     }))
 
   it.scopedLive("a restart reuses the local workspace and honours RELAY_BROKER_API_KEY; SIGINT and /api/shutdown exit 0", () =>
@@ -187,7 +201,8 @@ describe("relay-broker up (daemon process)", () => {
       assert.deepStrictEqual(daemon.stdout, [])
       assert.match(daemon.stderr.join("\n"), new RegExp(`127\\.0\\.0\\.1:${port}.*already in use`))
       assert.isFalse(existsSync(join(stateDir, "connection.json")))
-      assert.deepStrictEqual(descendants(daemon.child.pid!), [])
+      // Nothing it started outlives it (an orphan is re-parented, so look for its environment).
+      assert.deepStrictEqual(processesWithEnv(`AGENT_RELAY_DATA_DIR=${join(root, "data")}`), [])
     }))
 
   it.scopedLive("bad flags exit 2 with the usage", () =>

@@ -8,7 +8,6 @@ import {
   data,
   enrollNode,
   eventually,
-  realSleep,
   heartbeatFrame,
   registerAgent,
   registerFrame,
@@ -35,11 +34,16 @@ describe("engine liveness and expiry (TestClock)", () => {
   it.scoped("a node silent past 45 s is swept offline with its agents; the socket stays; a heartbeat revives it", () =>
     Effect.gen(function*() {
       const { url, ws, client } = yield* setup
+      // A second node that never heartbeats: its going offline shows that a sweep ran.
+      yield* connectNode(url, yield* enrollNode(ws, "node-b"))
       yield* TestClock.adjust("30 seconds")
       yield* sendAndSettle(client, heartbeatFrame({ active_agents: 1 }))
       // Sweeps at 45 s and 60 s see a heartbeat 15 s / 30 s old: still online.
       yield* TestClock.adjust("30 seconds")
-      yield* realSleep(50) // let the woken sweeps run
+      yield* eventually(
+        "the sweeps at 45 s and 60 s ran (node-b, silent for 60 s, is offline)",
+        Effect.map(data(url, "GET", "/v1/nodes/node-b", { token: ws.key }), (node) => node.status === "offline")
+      )
       assert.strictEqual(yield* agentStatus(url, ws.key, "bob"), "active")
       assert.strictEqual((yield* data(url, "GET", "/v1/nodes/node-a", { token: ws.key })).status, "online")
       // The sweep at 90 s sees a 60 s-old heartbeat.

@@ -64,6 +64,13 @@ const rejectsOnEncode = (frame: Frame) =>
     assert.strictEqual(error.frameType, frame.type)
   })
 
+/** Decodes to the same frame and encodes to JSON of the same frame: accepted, and unchanged. */
+const accepts = (frame: Frame) =>
+  Effect.gen(function*() {
+    assert.deepStrictEqual(yield* decode(frame), frame)
+    assert.deepStrictEqual(JSON.parse(yield* encode(frame)), frame)
+  })
+
 const rejectsBothWays = (frame: Frame) => Effect.zipRight(rejectsOnDecode(frame), rejectsOnEncode(frame))
 
 const withField = (type: FrameType, field: string, value: unknown): Frame => ({ ...valid[type], [field]: value })
@@ -72,7 +79,7 @@ const without = (type: FrameType, field: string): Frame =>
 
 describe("the valid base frames", () => {
   for (const [type, frame] of Object.entries(valid)) {
-    it.effect(`${type} decodes and encodes`, () => Effect.zipRight(decode(frame), encode(frame)))
+    it.effect(`${type} decodes and encodes unchanged`, () => accepts(frame))
   }
 })
 
@@ -124,9 +131,8 @@ describe("an explicit null on an optional field is rejected", () => {
 
   it.effect("exceptions: node.register.resume_cursor and action.result.output accept null", () =>
     Effect.all([
-      decode(withField("node.register", "resume_cursor", null)),
-      decode(withField("action.result", "output", null)),
-      encode(withField("action.result", "output", null))
+      accepts(withField("node.register", "resume_cursor", null)),
+      accepts(withField("action.result", "output", null))
     ]))
 
   it.effect("node.register.resume_cursor must still be a string when present", () =>
@@ -164,7 +170,7 @@ describe("counters are non-negative integers", () => {
         rejectsBothWays(withField(type, field, 1.5)),
         rejectsBothWays(withField(type, field, "3")),
         rejectsBothWays(withField(type, field, 2 ** 53)),
-        decode(withField(type, field, 0))
+        accepts(withField(type, field, 0))
       ]))
   }
 })
@@ -186,7 +192,7 @@ describe("node.heartbeat.load is finite and >= 0", () => {
 describe("mode is wait or steer", () => {
   it.effect("other spellings are rejected", () =>
     Effect.all(["WAIT", "Steer", "push", ""].map((mode) => rejectsBothWays(withField("deliver", "mode", mode)))))
-  it.effect("steer is accepted", () => decode(withField("deliver", "mode", "steer")))
+  it.effect("steer is accepted", () => accepts(withField("deliver", "mode", "steer")))
 })
 
 describe("payloads are JSON values", () => {
