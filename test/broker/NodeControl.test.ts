@@ -42,7 +42,8 @@ const configFor = (baseUrl: string, overrides: Partial<BrokerConfig.BrokerConfig
   brokerApiKey: Redacted.make("br_test"),
   apiBind: "127.0.0.1",
   apiPort: 0,
-  heartbeatInterval: 100,
+  // Real time: 1 s heartbeats make the 4-heartbeat idle limit 4 s, which a stalled machine does not reach.
+  heartbeatInterval: 1_000,
   requestTimeout: 2_000,
   version: "9.9.9",
   ...overrides
@@ -312,13 +313,13 @@ describe("NodeControl (scripted server)", () => {
       yield* first.blackhole
       const second = yield* Queue.take(server.connections)
       yield* expectBootstrap(second)
-      assert.include((yield* node.status).lastError ?? "", "nothing read from the engine for 400 ms (4 heartbeats)")
+      assert.include((yield* node.status).lastError ?? "", "nothing read from the engine for 4000 ms (4 heartbeats)")
     }))
 
   it.scopedLive("a quiet engine that answers pings is kept well past 4 heartbeat intervals", () =>
     Effect.gen(function*() {
       const { connection, node, server } = yield* connectedNode()
-      for (let i = 0; i < 10; i++) yield* nextOfType(connection, "node.heartbeat")
+      for (let i = 0; i < 6; i++) yield* nextOfType(connection, "node.heartbeat")
       assert.strictEqual(yield* server.upgradeCount, 1)
       assert.isTrue((yield* node.status).connected)
     }))

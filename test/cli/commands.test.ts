@@ -54,6 +54,9 @@ const logsInclude = (name: string, text: string) =>
 const daemonLayer = Layer.scoped(Daemon, daemon)
 
 describe("client commands against a real daemon", () => {
+  // Nine CLI processes in a row: about 12 s on an idle machine, 37 s pinned to one busy core.
+  const nineCliRuns = 180_000
+
   layer(daemonLayer, { excludeTestServices: true, timeout: 120_000 })((it) => {
     it.effect("spawn prints the pid; agents lists the agent with it; release removes it", () =>
       Effect.gen(function*() {
@@ -106,7 +109,7 @@ describe("client commands against a real daemon", () => {
         assert.match(ok(yield* run("send", "#general", "to everyone")).stdout, /^sent to #general: .*to=#general/)
         ok(yield* run("release", "writer"))
         ok(yield* run("release", "listener"))
-      }))
+      }), nineCliRuns)
 
     it.effect("logs --follow prints the snapshot, then live output, and ends when the agent is released", () =>
       Effect.gen(function*() {
