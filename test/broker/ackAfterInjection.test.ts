@@ -4,6 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Redacted, Schedule } from "effect"
 import { join } from "node:path"
 import {
+  AgentReadiness,
   AgentRegistry,
   AgentRoster,
   BrokerConfig,
@@ -52,7 +53,7 @@ const brokerLayer = (config: BrokerConfig.BrokerConfigShape, ptyHost: Layer.Laye
   Deliveries.layer.pipe(
     Layer.provideMerge(AgentRegistry.layer),
     Layer.provideMerge(NodeControl.layer),
-    Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layerMemory, DeadLetters.layerMemory)),
+    Layer.provideMerge(Layer.mergeAll(TokenStore.layer, EngineClient.layer, DeliveryBook.layerMemory, DeadLetters.layerMemory, AgentReadiness.layer)),
     Layer.provideMerge(Layer.mergeAll(EventLog.layer, AgentRoster.layer, Deliveries.configLayer(), ptyHost)),
     Layer.provideMerge(BrokerConfig.layer(config)),
     Layer.provideMerge(Layer.merge(NodeContext.layer, FetchHttpClient.layer))
