@@ -12,6 +12,7 @@ import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
 import { eventsRoute } from "./http/eventsRoute.js"
+import { fleetRoutes } from "./http/fleetRoute.js"
 import { observabilityRoutes } from "./http/observabilityRoutes.js"
 import { channelRoutes } from "./http/channelRoutes.js"
 import { compatRoutes } from "./http/compatRoutes.js"
@@ -51,6 +52,7 @@ export const router = (state: {
     channelRoutes,
     observabilityRoutes(state.startedAt),
     compatRoutes,
+    fleetRoutes,
     HttpRouter.empty.pipe(HttpRouter.get("/ws", eventsRoute(state.eventSockets))),
     inputStreamRoutes,
     holdRoutes,

@@ -1,0 +1,198 @@
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
+import { AgentRegistry } from "../AgentRegistry.js"
+import { BrokerIdentity } from "../BrokerIdentity.js"
+import { EngineClient } from "../EngineClient.js"
+import { EventLog } from "../EventLog.js"
+import { untilClosing } from "./Connections.js"
+import { joinSpawnChannels } from "./channelRoutes.js"
+import { BadRequest, badRequest } from "./responses.js"
+
+// `GET /api/fleet/ws`: the fleet sidecar protocol of agent-relay 9.1.6 (control-api §3.6), which
+// `agent-relay local up` speaks to run its implicit local fleet node. Envelope
+// `{v:2, type, request_id, payload}`; every request is answered `{type:"ok", request_id,
+// payload:{result}}` or `{type:"error", request_id, payload:{code, message, retryable}}`, in order.
+// The broker's durable events go to the client as `{v:2, type:"event", payload:<event>}`.
+
+type Frame = { readonly v?: unknown; readonly type?: unknown; readonly request_id?: unknown; readonly payload?: unknown }
+
+class FleetError extends Error {
+  constructor(readonly code: string, message: string, readonly retryable = false) {
+    super(message)
+  }
+}
+
+const record = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : {}
+
+const text = (value: unknown): string | undefined => typeof value === "string" && value.trim() !== "" ? value : undefined
+
+const decoder = new TextDecoder()
+
+export interface FleetNode {
+  readonly name: string
+  readonly handlers: ReadonlyArray<string>
+}
+
+/** `spawn_agent {agent:{name, cli, args?, cwd?, model?, channels?}, initial_task?}`. */
+const spawnAgent = (payload: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    const agent = record(payload["agent"])
+    const name = text(agent["name"])
+    if (name === undefined) return yield* Effect.fail(new FleetError("invalid_request", "agent.name is required"))
+    const cli = text(agent["cli"]) ?? text(agent["runtime"]) ?? "claude"
+    const args = Array.isArray(agent["args"]) ? agent["args"].filter((arg): arg is string => typeof arg === "string") : []
+    const channels = Array.isArray(agent["channels"])
+      ? agent["channels"].filter((channel): channel is string => typeof channel === "string")
+      : []
+    const task = text(payload["initial_task"]) ?? text(agent["task"])
+    const spawned = yield* (yield* AgentRegistry).spawn({
+      name,
+      cli,
+      args,
+      channels,
+      ...(text(agent["cwd"]) === undefined ? {} : { cwd: text(agent["cwd"])! }),
+      ...(text(agent["model"]) === undefined ? {} : { model: text(agent["model"])! }),
+      ...(task === undefined ? {} : { task }),
+      ...(text(payload["invocation_id"]) === undefined ? {} : { invocationId: text(payload["invocation_id"])! })
+    }).pipe(
+      Effect.mapError((error) =>
+        new FleetError(
+          error._tag === "NameTaken" ? "name_taken" : error._tag === "InvalidAgentName" ? "invalid_agent_name" : "spawn_failed",
+          error.message,
+          error._tag === "BindFailed" && error.reason !== "Rejected"
+        )
+      )
+    )
+    const joined = yield* joinSpawnChannels(name, channels)
+    return { name: spawned.name, runtime: "pty", cli: spawned.cli, pid: spawned.pid, channels: joined.channels }
+  })
+
+/** `send_message {to, text, from?, thread_id?, mode?}`: from a local agent when `from` is one, else from the broker. */
+const sendMessage = (payload: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    const to = text(payload["to"])
+    const body = text(payload["text"])
+    if (to === undefined || body === undefined) return yield* Effect.fail(new FleetError("invalid_request", "to and text are required"))
+    const engineService = yield* Effect.serviceOption(EngineClient)
+    const identity = yield* Effect.serviceOption(BrokerIdentity)
+    if (Option.isNone(engineService) || Option.isNone(identity)) {
+      return yield* Effect.fail(new FleetError("unsupported_operation", "messaging is not composed into this broker"))
+    }
+    const engine = engineService.value
+    const from = text(payload["from"])
+    const local = from === undefined ? Option.none() : yield* Effect.option((yield* AgentRegistry).lookup(from))
+    const token = Option.isSome(local) ? local.value.token : (yield* identity.value.identity).token
+    const threadId = text(payload["thread_id"])
+    const mode: { readonly mode?: "wait" | "steer" } = payload["mode"] === "steer" || payload["mode"] === "wait"
+      ? { mode: payload["mode"] }
+      : {}
+    const sent = threadId !== undefined
+      ? yield* engine.replyInThread(token, { threadId, text: body })
+      : to.startsWith("#")
+      ? yield* engine.postToChannel(token, { channel: to.slice(1), text: body, ...mode })
+      : yield* engine.sendDm(token, { to, text: body, ...mode })
+    return { event_id: sent.id, targets: to.startsWith("#") ? [] : [to] }
+  }).pipe(
+    Effect.catchTag("EngineHttpFailed", (error) =>
+      Effect.fail(new FleetError(error.code ?? "relay_error", error.message, error.status === undefined || error.status >= 500)))
+  )
+
+const handle = (frame: Frame, node: Ref.Ref<FleetNode | undefined>) =>
+  Effect.gen(function*() {
+    const payload = record(frame.payload)
+    switch (frame.type) {
+      case "hello":
+        return { protocol_version: 2, server: "relay-broker" }
+      case "register_node": {
+        const manifest = record(payload["manifest"])
+        const name = text(manifest["name"]) ?? "local-node"
+        yield* Ref.set(node, { name, handlers: [] })
+        yield* Effect.logInfo(`fleet node "${name}" registered`)
+        return { node: name, registered: true }
+      }
+      case "register_handlers": {
+        const names = Array.isArray(payload["names"]) ? payload["names"].filter((name): name is string => typeof name === "string") : []
+        yield* Ref.update(node, (current) => ({ name: current?.name ?? "local-node", handlers: names }))
+        return { registered: names }
+      }
+      case "handler_result":
+        return { accepted: true }
+      case "spawn_agent":
+        return yield* spawnAgent(payload)
+      case "send_message":
+        return yield* sendMessage(payload)
+      case "deregister_node": {
+        const current = yield* Ref.getAndSet(node, undefined)
+        if (current !== undefined) yield* Effect.logInfo(`fleet node "${current.name}" deregistered`)
+        return { deregistered: current !== undefined }
+      }
+      default:
+        return yield* Effect.fail(
+          new FleetError("unsupported_operation", `the fleet request '${String(frame.type)}' is not supported by this broker`)
+        )
+    }
+  })
+
+export const fleetRoute = Effect.gen(function*() {
+  const events = yield* EventLog
+  const subscription = yield* events.subscribe()
+  const socket = yield* HttpServerRequest.upgrade
+  const write = yield* socket.writer
+  const node = yield* Ref.make<FleetNode | undefined>(undefined)
+  const frames = yield* Queue.unbounded<string | Uint8Array>()
+  const receive = yield* socket.runRaw((frame) => {
+    frames.unsafeOffer(frame)
+  }).pipe(Effect.ignore, Effect.forkScoped)
+
+  const answer = Effect.forever(Effect.gen(function*() {
+    const raw = yield* Queue.take(frames)
+    let frame: Frame
+    try {
+      frame = record(JSON.parse(typeof raw === "string" ? raw : decoder.decode(raw))) as Frame
+    } catch {
+      return yield* write(JSON.stringify({
+        v: 2,
+        type: "error",
+        payload: { code: "invalid_frame", message: "not a JSON frame", retryable: false }
+      }))
+    }
+    const requestId = frame.request_id ?? null
+    const reply = yield* handle(frame, node).pipe(
+      Effect.map((result) => ({ v: 2, type: "ok", request_id: requestId, payload: { result } })),
+      Effect.catchAll((error: FleetError) =>
+        Effect.succeed({
+          v: 2,
+          type: "error",
+          request_id: requestId,
+          payload: { code: error.code, message: error.message, retryable: error.retryable }
+        })
+      )
+    )
+    yield* write(JSON.stringify(reply))
+  }))
+  const forward = subscription.events.pipe(
+    Stream.filter((event) => event.seq !== undefined),
+    Stream.runForEach((event) => write(JSON.stringify({ v: 2, type: "event", payload: event })))
+  )
+  yield* untilClosing(Effect.raceFirst(Effect.raceFirst(answer, forward), Fiber.join(receive))).pipe(Effect.ignore)
+  const left = yield* Ref.get(node)
+  if (left !== undefined) yield* Effect.logInfo(`fleet node "${left.name}" disconnected`)
+  return HttpServerResponse.empty()
+}).pipe(
+  Effect.scoped,
+  Effect.catchTags({
+    RequestError: (error) =>
+      Effect.succeed(badRequest(new BadRequest({ message: `websocket upgrade required: ${error.message}` })))
+  }),
+  Effect.annotateLogs({ module: "FleetSidecar" })
+)
+
+export const fleetRoutes = HttpRouter.empty.pipe(HttpRouter.get("/api/fleet/ws", fleetRoute))
