@@ -6,6 +6,7 @@ import { delimiter, join } from "node:path"
 import type { EngineStartError } from "../engine/EngineError.js"
 import * as Actions from "./Actions.js"
 import * as AgentReadiness from "./AgentReadiness.js"
+import * as AgentIdleness from "./AgentIdleness.js"
 import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
 import * as BrokerConfig from "./BrokerConfig.js"
@@ -94,7 +95,7 @@ export const spawnCapabilities = (env: NodeJS.ProcessEnv = process.env): Readonl
 export const servicesLayer = ControlApi.layer.pipe(
   // The API is built on top of the consumers, so its routes see Deliveries, DeadLetters and the
   // broker identity (siblings in a mergeAll would not see each other).
-  Layer.provideMerge(Layer.mergeAll(Actions.layer, Deliveries.layer, BrokerIdentity.layer)),
+  Layer.provideMerge(Layer.mergeAll(Actions.layer, Deliveries.layer, BrokerIdentity.layer, AgentIdleness.layer)),
   Layer.provideMerge(AgentRegistry.layer),
   Layer.provideMerge(Layer.suspend(() => NodeControl.layerWith({ capabilities: spawnCapabilities() }))),
   Layer.provideMerge(

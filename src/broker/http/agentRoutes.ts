@@ -1,5 +1,6 @@
 import { HttpRouter, HttpServerRequest } from "@effect/platform"
-import { Clock, Effect, Ref, Schema } from "effect"
+import { Clock, Effect, Option, Ref, Schema } from "effect"
+import { AgentIdleness, type CurrentState } from "../AgentIdleness.js"
 import { type AgentInfo, AgentRegistry, type SpawnSpec } from "../AgentRegistry.js"
 import { joinSpawnChannels, membershipOf, type Memberships } from "./channelRoutes.js"
 import type { PtyClosed } from "../errors.js"
@@ -56,6 +57,7 @@ const spawn = Effect.gen(function*() {
         )
     })
   )
+  yield* configureLifecycle(agent.name, body)
   const joined = yield* joinSpawnChannels(agent.name, spec.channels ?? [])
   const warnings = [agent.warning, ...joined.failures.map((line) => `could not join ${line}`)].filter((line) => line !== undefined)
   return json({
@@ -76,7 +78,22 @@ const spawn = Effect.gen(function*() {
   Effect.merge
 )
 
-const agentView = (agent: AgentInfo, now: number, memberships: Memberships) => ({
+/** idleThresholdSecs, spawnMode and exitAfterTask go to AgentIdleness, when it runs. */
+const configureLifecycle = (name: string, body: SpawnBody) =>
+  Effect.flatMap(Effect.serviceOption(AgentIdleness), (idleness) =>
+    Option.isNone(idleness) ? Effect.void : idleness.value.configure(name, {
+      ...(body.idleThresholdSecs == null ? {} : { idleThresholdSecs: body.idleThresholdSecs }),
+      ...(body.spawnMode == null ? {} : { spawnMode: body.spawnMode }),
+      ...(body.exitAfterTask == null ? {} : { exitAfterTask: body.exitAfterTask })
+    }))
+
+const currentStateOf = (agent: AgentInfo, now: number) =>
+  Effect.flatMap(Effect.serviceOption(AgentIdleness), (idleness): Effect.Effect<CurrentState> =>
+    Option.isSome(idleness)
+      ? idleness.value.stateOf(agent)
+      : Effect.succeed(agent.status === "running" && now - agent.lastActivityAt < workingWindowMs ? "working" : "idle"))
+
+const agentView = (agent: AgentInfo, now: number, memberships: Memberships, currentState: CurrentState) => ({
   name: agent.name,
   agent_id: agent.agentId,
   runtime: "pty",
@@ -96,7 +113,7 @@ const agentView = (agent: AgentInfo, now: number, memberships: Memberships) => (
   last_activity_ms: agent.lastActivityAt,
   last_activity_at: new Date(agent.lastActivityAt).toISOString(),
   context_budget_pct: null,
-  current_state: agent.status === "running" && now - agent.lastActivityAt < workingWindowMs ? "working" : "idle",
+  current_state: currentState,
   ...readinessView(agent)
 })
 
@@ -118,7 +135,8 @@ export const agentViews = Effect.gen(function*() {
   const agents = yield* registry.list
   const now = yield* Clock.currentTimeMillis
   const memberships = yield* membershipOf(agents.map((agent) => agent.name))
-  return agents.map((agent) => agentView(agent, now, memberships))
+  return yield* Effect.forEach(agents, (agent) =>
+    Effect.map(currentStateOf(agent, now), (state) => agentView(agent, now, memberships, state)))
 })
 
 const list = Effect.map(agentViews, (agents) => json({ agents }))
