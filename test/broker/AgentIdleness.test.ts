@@ -13,7 +13,7 @@ const setup = Effect.gen(function*() {
   const registry = Layer.succeed(AgentRegistry, AgentRegistry.of({
     ...registryReads(agents),
     spawn: () => Effect.die("not used"),
-    release: (name) =>
+    release: (name: string) =>
       Effect.zipRight(
         Ref.update(released, (list) => [...list, name]),
         Ref.update(agents, (current) => {
