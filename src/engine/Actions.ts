@@ -8,8 +8,9 @@ import { EngineConfig } from "./EngineConfig.js"
 import { badRequest, conflict, type EngineError, fail, forbidden, notFound } from "./EngineError.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { snowflake } from "./ids.js"
-import { NodeSockets } from "./NodeSockets.js"
-import { type AgentRow, type Capability, isLive, iso, isoOrNull, type NodeRow, parseCapabilities, parseJson, parseStrings } from "./rows.js"
+import { defaultProvider, NodeSockets } from "./NodeSockets.js"
+import { providerWith } from "./providers.js"
+import { type AgentRow, isLive, iso, isoOrNull, type NodeRow, parseCapabilities, parseJson, parseStrings } from "./rows.js"
 
 // Actions, spawn placement, release and the invocation lifecycle (spec §5). Callers hold the lock.
 
@@ -25,6 +26,10 @@ export type ActionRow = {
   readonly available_to: string | null
   readonly is_active: number
   readonly created_at: number
+  /** The provider of `handler_node_id` that advertised it (relaycast 6); null for v5-era rows. */
+  readonly handler_provider?: string | null
+  /** 1: invocations queue while the provider is down; 0: refused with 503 (non-default providers). */
+  readonly queue?: number
 }
 
 export type InvocationKind = "spawn" | "release" | "node" | "agent"
@@ -46,6 +51,8 @@ export type InvocationRow = {
   /** Spawns with `target_node` / `node` / `target`: never re-placed elsewhere. */
   readonly target_node_id: string | null
   readonly dispatched_node_id: string | null
+  /** The provider of that node whose socket got the frame. */
+  readonly dispatched_provider?: string | null
   /** Pending and waiting in this node's queue for its next attach / register / heartbeat. */
   readonly queued_node_id: string | null
   readonly attempted_node_ids: string
@@ -77,18 +84,18 @@ export interface InventoryOutcome {
 }
 
 export class Actions extends Context.Tag("relay-broker/engine/Actions")<Actions, {
-  /** Capability names other than `spawn:*` become workspace actions pinned to this node (first node wins). */
-  readonly ensureCapabilityActions: (node: NodeRow, capabilities: ReadonlyArray<Capability>) => Effects<void>
   /** `invokeAction` (spec §5.2): the 201 invocation object, or a refusal. */
   readonly invoke: (workspaceId: string, name: string, input: JsonObject, caller: Caller) => Effect.Effect<InvocationRow, EngineError | SqlError | WireEncodeError>
+  /** A spawn placed by `input` (`cli`/`capability`, `target_node`…), bypassing any action named `spawn` (`node.spawn`). */
+  readonly spawn: (workspaceId: string, input: JsonObject, caller: Caller) => Effect.Effect<InvocationRow, EngineError | SqlError | WireEncodeError>
   /** `POST /v1/agents/release`. */
   readonly release: (workspaceId: string, input: { readonly name: string; readonly reason: string | null; readonly delete_agent: boolean }, caller: Caller) => Effect.Effect<InvocationRow, EngineError | SqlError | WireEncodeError>
   /** Sends this node's queued invocations (attach, register, heartbeat). */
   readonly drain: (nodeId: string) => Effects<number>
   readonly onResult: (nodeId: string, frame: ActionResult) => Effects<void>
   readonly onInventory: (nodeId: string, agents: ReadonlyArray<InventoryAgent>) => Effects<InventoryOutcome>
-  /** The node went offline: its dispatched invocations are rescheduled. */
-  readonly onNodeLost: (nodeId: string) => Effects<number>
+  /** The node (or one provider of it) went offline: the invocations dispatched there are rescheduled. */
+  readonly onNodeLost: (nodeId: string, provider?: string | undefined) => Effects<number>
   /** Dispatch timeouts and due retries (every sweep). */
   readonly sweep: Effects<number>
   /** Agent-hosted completion over HTTP by the handler agent. */
@@ -190,14 +197,36 @@ export const make = Effect.gen(function*() {
         retry_after_at = ${at + delay} WHERE id = ${invocation.id}`
     })
 
-  /** Writes the frame to the node's socket (→ dispatched), or queues it for the node (→ pending). */
+  /**
+   * The provider of `nodeId` that owns the invocation (relaycast 6): a node action's provider, the
+   * provider advertising the spawn capacity or `release`; undefined means the node's hosting socket.
+   */
+  const providerFor = (invocation: InvocationRow, nodeId: string) =>
+    Effect.gen(function*() {
+      switch (invocation.kind) {
+        case "agent":
+          return undefined
+        case "node": {
+          const [action] = yield* sql<{ handler_provider: string | null }>`SELECT handler_provider FROM actions
+            WHERE workspace_id = ${invocation.workspace_id} AND name = ${invocation.action_name}`
+          return action?.handler_provider ?? undefined
+        }
+        case "spawn":
+        case "release":
+          return yield* providerWith(nodeId, invocation.frame_action)
+      }
+    }).pipe(Effect.provideService(EngineStore, store))
+
+  /** Writes the frame to the owning provider's socket (→ dispatched), or queues it for the node (→ pending). */
   const dispatchTo = (invocation: InvocationRow, nodeId: string) =>
     Effect.gen(function*() {
       const at = yield* now
-      if (sockets.isConnected(nodeId) && (yield* sockets.send(nodeId, yield* frameFor(invocation)))) {
+      const provider = yield* providerFor(invocation, nodeId)
+      if (sockets.isConnected(nodeId, provider) && (yield* sockets.send(nodeId, yield* frameFor(invocation), provider))) {
+        const route = sockets.route(nodeId, provider) ?? null
         const attempted = new Set(parseStrings(invocation.attempted_node_ids))
         attempted.add(nodeId)
-        yield* sql`UPDATE invocations SET status = 'dispatched', dispatched_node_id = ${nodeId}, queued_node_id = NULL,
+        yield* sql`UPDATE invocations SET status = 'dispatched', dispatched_node_id = ${nodeId}, dispatched_provider = ${route}, queued_node_id = NULL,
           dispatched_at = ${at}, retry_after_at = ${at + config.dispatchTimeoutMs},
           dispatch_attempts = dispatch_attempts + 1, attempted_node_ids = ${JSON.stringify([...attempted])}
           WHERE id = ${invocation.id}`
@@ -367,6 +396,10 @@ export const make = Effect.gen(function*() {
           return yield* reload(invocation)
         }
         if (action.handler_node_id !== null) {
+          const provider = action.handler_provider ?? defaultProvider
+          if (provider !== defaultProvider && action.queue !== 1 && !sockets.isConnected(action.handler_node_id, provider)) {
+            return yield* Effect.fail(fail(503, "handler_unavailable", `The provider "${provider}" of action "${name}" is not connected`))
+          }
           const reserved = name.startsWith("spawn") && (yield* reserve(action.handler_node_id))
           const invocation = yield* insert(yield* newInvocation(workspaceId, {
             actionName: name, frameAction: name, kind: "node", caller, input,
@@ -544,8 +577,9 @@ export const make = Effect.gen(function*() {
       return { open: open.length, completed, rescheduled }
     })
 
-  const onNodeLost = Effect.fn("Actions.onNodeLost")(function*(nodeId: string) {
+  const onNodeLost = Effect.fn("Actions.onNodeLost")(function*(nodeId: string, provider?: string | undefined) {
       const open = yield* sql<InvocationRow>`SELECT * FROM invocations WHERE status = 'dispatched' AND dispatched_node_id = ${nodeId}
+        ${provider === undefined ? sql`` : sql`AND (dispatched_provider = ${provider} OR dispatched_provider IS NULL)`}
         ORDER BY created_at`
       for (const invocation of open) yield* redispatch(invocation, true)
       return open.length
@@ -561,32 +595,6 @@ export const make = Effect.gen(function*() {
     return due.length
   })
 
-  const ensureCapabilityActions = Effect.fn("Actions.ensureCapabilityActions")(function*(node: NodeRow, capabilities: ReadonlyArray<Capability>) {
-      const at = yield* now
-      for (const capability of capabilities) {
-        if (capability.name.startsWith("spawn:")) continue
-        const [existing] = yield* sql<ActionRow>`SELECT * FROM actions WHERE workspace_id = ${node.workspace_id} AND name = ${capability.name}`
-        if (existing === undefined) {
-          const row: ActionRow = {
-            id: `act_${snowflake()}`,
-            workspace_id: node.workspace_id,
-            name: capability.name,
-            description: `Node handler ${capability.name}`,
-            handler_agent_id: null,
-            handler_node_id: node.id,
-            input_schema: "{}",
-            output_schema: "{}",
-            available_to: null,
-            is_active: 1,
-            created_at: at
-          }
-          yield* sql`INSERT INTO actions ${sql.insert(row)}`
-        } else if (existing.handler_agent_id === null && (existing.handler_node_id === null || existing.handler_node_id === node.id)) {
-          yield* sql`UPDATE actions SET handler_node_id = ${node.id}, is_active = 1 WHERE id = ${existing.id}`
-        }
-      }
-    })
-
   const completeByAgent = Effect.fn("Actions.completeByAgent")(function*(invocation: InvocationRow, agent: AgentRow, result: { readonly output?: Json; readonly error?: string }) {
       if (invocation.kind !== "agent") {
         return yield* Effect.fail(forbidden("node_owned_invocation", "This invocation is completed by its node"))
@@ -598,7 +606,7 @@ export const make = Effect.gen(function*() {
       return yield* finish(invocation, result)
     })
 
-  return Actions.of({ ensureCapabilityActions, invoke, release, drain, onResult, onInventory, onNodeLost, sweep, completeByAgent })
+  return Actions.of({ invoke, spawn: placeSpawn, release, drain, onResult, onInventory, onNodeLost, sweep, completeByAgent })
 })
 
 export const layer: Layer.Layer<Actions, never, EngineStore | NodeSockets | Dispatcher | EngineConfig> = Layer.effect(Actions, make)

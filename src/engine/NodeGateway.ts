@@ -11,6 +11,7 @@ import type { EngineError } from "./EngineError.js"
 import { EngineStore } from "./EngineStore.js"
 import { sha256Hex, snowflake } from "./ids.js"
 import * as Control from "./nodeControl.js"
+import * as Registration from "./nodeRegistration.js"
 import { type NodeSession, NodeSockets } from "./NodeSockets.js"
 import type { NodeRow } from "./rows.js"
 
@@ -74,29 +75,39 @@ export const make = Effect.gen(function*() {
   const dispatch = (session: NodeSession, frame: NodeToServer): Effect.Effect<Outcome<never>, unknown> => {
     const run = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>) =>
       Effect.provide(effect, context)
+    // A socket that speaks without registering a provider first is the node's `default` one.
+    const asDefault = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>) =>
+      run(Effect.zipRight(Registration.claimDefault(session), effect))
+    const hosting = <A, E>(effect: Effect.Effect<A, E, EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>) =>
+      asDefault(Effect.tap(effect, () => sockets.setHost(session)))
     switch (frame.type) {
       case "node.register":
-        return run(Effect.map(Control.registerNode(session, frame), (node) => ({
+        return run(Effect.map(Registration.registerNode(session, frame), (node): Outcome<never> => ({
           reply: node,
           after: run(Effect.zipRight(actions.drain(session.nodeId), dispatcher.replayNode(session.nodeId)))
         })))
       case "node.heartbeat":
-        return run(Effect.as(Effect.zipRight(Control.heartbeat(session, frame), actions.drain(session.nodeId)), {}))
+        return run(Effect.as(Effect.zipRight(Registration.heartbeat(session, frame), actions.drain(session.nodeId)), {}))
       case "node.deregister":
-        return run(Effect.as(Control.nodeOffline(session.nodeId), {}))
+        return frame.provider === undefined
+          ? asDefault(Effect.as(Control.nodeOffline(session.nodeId), {}))
+          : run(Effect.flatMap(Registration.deregisterProvider(session, frame), (empty) =>
+            Effect.as(empty ? Control.nodeOffline(session.nodeId) : Effect.void, {})))
+      case "node.spawn":
+        return asDefault(Effect.map(Registration.spawnOnOwnNode(session, frame), (reply): Outcome<never> => ({ reply })))
       case "agent.register":
-        return run(Effect.map(Control.registerAgent(session, frame), ({ agentId, data }) => ({
+        return hosting(Effect.map(Control.registerAgent(session, frame), ({ agentId, data }): Outcome<never> => ({
           reply: data,
           after: run(dispatcher.replayAgent(agentId))
         })))
       case "agent.deregister":
-        return run(Effect.as(Control.deregisterAgent(session, frame), {}))
+        return asDefault(Effect.as(Control.deregisterAgent(session, frame), {}))
       case "delivery.ack":
-        return run(Effect.as(dispatcher.ackMany(session.nodeId, [[frame.agent, frame.up_to_seq]]), {}))
+        return asDefault(Effect.as(dispatcher.ackMany(session.nodeId, [[frame.agent, frame.up_to_seq]]), {}))
       case "inventory.sync":
-        return run(Effect.map(Control.syncInventory(session, frame), (reply) => ({ reply })))
+        return hosting(Effect.map(Control.syncInventory(session, frame), (reply): Outcome<never> => ({ reply })))
       case "action.result":
-        return run(Effect.as(actions.onResult(session.nodeId, frame), {}))
+        return asDefault(Effect.as(actions.onResult(session.nodeId, frame), {}))
     }
   }
 
@@ -145,7 +156,7 @@ export const make = Effect.gen(function*() {
         const decoded = yield* Effect.either(decodeNodeFrame(text))
         if (Either.isLeft(decoded)) {
           yield* acks.flush
-          yield* sendError(session, snowflake(), "invalid_message", decoded.left.message).pipe(Effect.ignore)
+          yield* sendError(session, requestIdOf(text) ?? snowflake(), "invalid_message", decoded.left.message).pipe(Effect.ignore)
           continue
         }
         const frame = decoded.right
@@ -164,7 +175,8 @@ export const make = Effect.gen(function*() {
 
   const runSession = (session: NodeSession, inbox: Queue.Queue<string | typeof Closed>) =>
     Effect.gen(function*() {
-      // A new socket supersedes the old one, then gets whatever was queued for its node (spec §3.2).
+      // A socket claims its provider when it registers (or speaks); a node with no other socket gets
+      // what was queued for it at once (spec §3.2).
       yield* store.exclusive(Effect.zipRight(sockets.attach(session), actions.drain(session.nodeId)))
       const acks = makeAckBuffer(session)
       let framesSinceFlush = 0
@@ -184,7 +196,12 @@ export const make = Effect.gen(function*() {
         }
       }
       yield* store.exclusive(Effect.gen(function*() {
-        if (yield* sockets.detach(session)) yield* Effect.provide(Control.nodeOffline(session.nodeId), context)
+        const gone = yield* sockets.detach(session)
+        if (gone.provider === undefined) return
+        yield* Effect.provide(
+          gone.nodeEmpty ? Control.nodeOffline(session.nodeId) : Registration.providerLost(session.nodeId, gone.provider, gone.wasHost),
+          context
+        )
       }))
     }).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("node session failed", cause)),
@@ -195,7 +212,15 @@ export const make = Effect.gen(function*() {
   const accept = (ws: WebSocket, node: NodeRow) => {
     // Listeners go on synchronously, so no frame sent right after the handshake is missed.
     const inbox = Effect.runSync(Queue.unbounded<string | typeof Closed>())
-    const session: NodeSession = { id: nextSessionId++, nodeId: node.id, workspaceId: node.workspace_id, ws }
+    const session: NodeSession = {
+      id: nextSessionId++,
+      nodeId: node.id,
+      workspaceId: node.workspace_id,
+      ws,
+      provider: undefined,
+      instanceId: undefined,
+      cursorCapable: false
+    }
     ws.on("message", (data) => {
       const text = Array.isArray(data) ? Buffer.concat(data).toString("utf8") : Buffer.from(data as ArrayBuffer).toString("utf8")
       Queue.unsafeOffer(inbox, text)
@@ -235,6 +260,16 @@ export const make = Effect.gen(function*() {
 
   return NodeGateway.of({ handleUpgrade, closeAll })
 })
+
+/** The `id` of a frame that failed to decode, so its `error` answers the request (provider-protocol.md §2). */
+export const requestIdOf = (text: string): string | undefined => {
+  try {
+    const json = JSON.parse(text) as { readonly id?: unknown } | null
+    return typeof json === "object" && json !== null && typeof json.id === "string" && json.id !== "" ? json.id : undefined
+  } catch {
+    return undefined
+  }
+}
 
 const isEngineError = (error: unknown): error is EngineError =>
   typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "EngineError"

@@ -1,104 +1,21 @@
 import { Effect } from "effect"
-import type { Json, JsonObject } from "../wire/Json.js"
-import type { AgentDeregister, AgentRegister, InventorySync, NodeHeartbeat, NodeRegister } from "../wire/index.js"
-import {
-  agentByName,
-  bindAgentToNode,
-  joinGeneral,
-  nodeById,
-  rotateAgentToken
-} from "./directory.js"
+import type { Json } from "../wire/Json.js"
+import type { AgentDeregister, AgentRegister, InventorySync } from "../wire/index.js"
+import { agentByName, bindAgentToNode, joinGeneral, rotateAgentToken } from "./directory.js"
 import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
-import { EngineConfig } from "./EngineConfig.js"
 import { fail } from "./EngineError.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { snowflake } from "./ids.js"
+import { requireSessionNode } from "./nodeRegistration.js"
 import type { NodeSession } from "./NodeSockets.js"
-import { type AgentRow, type NodeRow, nodeJson, parseCapabilities, parseObject } from "./rows.js"
+import { providerOffline } from "./providers.js"
+import { type AgentRow, parseObject } from "./rows.js"
 
-// What each node → engine frame does (spec §3.4–3.8). Callers hold the engine lock.
+// What the agent-level node → engine frames do (spec §3.6–3.8); node.register, heartbeats and
+// providers are in nodeRegistration.ts. Callers hold the engine lock.
 
 const nodeError = (code: string, message: string) => fail(409, code, message)
-
-export const requireSessionNode = (session: NodeSession) =>
-  Effect.flatMap(nodeById(session.nodeId), (node) =>
-    node === undefined || node.workspace_id !== session.workspaceId
-      ? Effect.fail(fail(404, "node_not_found", "Node not found"))
-      : Effect.succeed(node))
-
-const checkNodeId = (session: NodeSession, nodeId: string | undefined) =>
-  nodeId !== undefined && nodeId !== session.nodeId
-    ? Effect.fail(fail(403, "node_id_mismatch", "node_id does not match the authenticated node token"))
-    : Effect.void
-
-const checkName = (node: NodeRow, name: string) =>
-  Effect.gen(function*() {
-    const { sql } = yield* EngineStore
-    const [other] = yield* sql<{ id: string }>`SELECT id FROM nodes
-      WHERE workspace_id = ${node.workspace_id} AND name = ${name} AND id != ${node.id} LIMIT 1`
-    if (other !== undefined) return yield* Effect.fail(nodeError("node_name_conflict", `Node name "${name}" is already enrolled`))
-  })
-
-const capabilitiesText = (capabilities: ReadonlyArray<{ readonly name: string; readonly kind?: string; readonly metadata?: JsonObject }>) =>
-  JSON.stringify(capabilities.map((capability) => ({
-    name: capability.name,
-    ...(capability.kind === undefined ? {} : { kind: capability.kind }),
-    ...(capability.metadata === undefined ? {} : { metadata: capability.metadata })
-  })))
-
-/** `node.register`: returns the public node object for the reply. */
-export const registerNode = (session: NodeSession, frame: NodeRegister) =>
-  Effect.gen(function*() {
-    const { sql } = yield* EngineStore
-    const config = yield* EngineConfig
-    yield* checkNodeId(session, frame.node_id)
-    const node = yield* requireSessionNode(session)
-    yield* checkName(node, frame.name)
-    const at = yield* now
-    if (node.role === "direct") {
-      yield* sql`UPDATE nodes SET name = ${frame.name}, version = ${frame.version}, status = 'online',
-        last_heartbeat_at = ${at}, capabilities = '[]', max_agents = 1, active_agents = 1, handlers_live = 0
-        WHERE id = ${node.id}`
-    } else {
-      yield* sql`UPDATE nodes SET name = ${frame.name}, capabilities = ${capabilitiesText(frame.capabilities)},
-        max_agents = ${frame.max_agents}, tags = ${JSON.stringify(frame.tags)}, version = ${frame.version},
-        status = 'online', last_heartbeat_at = ${at}, handlers_live = ${frame.capabilities.length > 0 ? 1 : 0},
-        kind = 'ws', role = 'broker'
-        WHERE id = ${node.id}`
-    }
-    const updated = yield* requireSessionNode(session)
-    const actions = yield* Actions
-    yield* actions.ensureCapabilityActions(updated, parseCapabilities(updated.capabilities))
-    return nodeJson(updated, at, config.nodeLivenessTtlMs)
-  })
-
-/** `node.heartbeat`: liveness, load and (when present) the roster fields. No reply. */
-export const heartbeat = (session: NodeSession, frame: NodeHeartbeat) =>
-  Effect.gen(function*() {
-    const { sql } = yield* EngineStore
-    yield* checkNodeId(session, frame.node_id)
-    const node = yield* requireSessionNode(session)
-    const at = yield* now
-    if (node.role === "direct") {
-      yield* sql`UPDATE nodes SET status = 'online', last_heartbeat_at = ${at}, load = ${frame.load} WHERE id = ${node.id}`
-      return
-    }
-    yield* sql`UPDATE nodes SET status = 'online', last_heartbeat_at = ${at}, load = ${frame.load},
-      active_agents = ${frame.active_agents}, handlers_live = ${frame.handlers_live ? 1 : 0} WHERE id = ${node.id}`
-    if (frame.name !== undefined && frame.name !== node.name) {
-      const [other] = yield* sql<{ id: string }>`SELECT id FROM nodes
-        WHERE workspace_id = ${node.workspace_id} AND name = ${frame.name} AND id != ${node.id} LIMIT 1`
-      if (other === undefined) yield* sql`UPDATE nodes SET name = ${frame.name} WHERE id = ${node.id}`
-    }
-    if (frame.capabilities !== undefined) {
-      yield* sql`UPDATE nodes SET capabilities = ${capabilitiesText(frame.capabilities)} WHERE id = ${node.id}`
-      const actions = yield* Actions
-      yield* actions.ensureCapabilityActions(node, frame.capabilities)
-    }
-    if (frame.max_agents !== undefined) yield* sql`UPDATE nodes SET max_agents = ${frame.max_agents} WHERE id = ${node.id}`
-    if (frame.version !== undefined) yield* sql`UPDATE nodes SET version = ${frame.version} WHERE id = ${node.id}`
-  })
 
 /**
  * `agent.register`: upsert by name; the agent becomes `via_node` here with a fresh token and joins
@@ -149,7 +66,17 @@ export const registerAgent = (session: NodeSession, frame: AgentRegister) =>
     yield* bindAgentToNode(agent, node, { sessionRef: frame.session_ref ?? null })
     const token = yield* rotateAgentToken(agent.id)
     yield* joinGeneral(node.workspace_id, agent.id)
-    const data: Json = { agent_id: agent.id, name: agent.name, token }
+    // Exactly these keys for a v5 broker (it rejects any other); a cursor-capable one also learns
+    // where the agent's acks stand, so a restarted broker resumes there (provider-protocol.md §3).
+    const [cursor] = session.cursorCapable
+      ? yield* sql<{ delivery_ack_seq: number }>`SELECT delivery_ack_seq FROM agents WHERE id = ${agent.id}`
+      : []
+    const data: Json = {
+      agent_id: agent.id,
+      name: agent.name,
+      token,
+      ...(cursor === undefined ? {} : { delivery_ack_seq: cursor.delivery_ack_seq })
+    }
     return { data, agentId: agent.id }
   })
 
@@ -215,6 +142,7 @@ export const nodeOffline = (nodeId: string) =>
     const at = yield* now
     yield* sql`UPDATE nodes SET status = 'offline', handlers_live = 0, load = 0, active_agents = 0, last_heartbeat_at = ${at}
       WHERE id = ${nodeId}`
+    yield* providerOffline(nodeId, undefined)
     yield* sql`UPDATE agents SET status = 'offline', last_seen = ${at}
       WHERE location_type = 'via_node' AND location_node_id = ${nodeId}`
     const actions = yield* Actions

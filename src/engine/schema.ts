@@ -71,5 +71,17 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
       reserved_node_id TEXT, output TEXT, error TEXT, created_at INTEGER NOT NULL, completed_at INTEGER)`,
     `CREATE INDEX invocations_open ON invocations (status, dispatched_node_id)`,
     `CREATE INDEX invocations_queue ON invocations (queued_node_id, status)`
+  ],
+  [
+    // relaycast 6 providers: one attachment per provider name per node; the node row aggregates them.
+    `CREATE TABLE node_providers (
+      node_id TEXT NOT NULL, name TEXT NOT NULL, instance_id TEXT NOT NULL, capabilities TEXT NOT NULL DEFAULT '[]',
+      max_agents INTEGER NOT NULL DEFAULT 0, active_agents INTEGER NOT NULL DEFAULT 0, load REAL NOT NULL DEFAULT 0,
+      handlers_live INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'offline', version TEXT, machine_id TEXT,
+      last_heartbeat_at INTEGER, created_at INTEGER NOT NULL, PRIMARY KEY (node_id, name))`,
+    `ALTER TABLE actions ADD COLUMN handler_provider TEXT`,
+    `ALTER TABLE actions ADD COLUMN queue INTEGER NOT NULL DEFAULT 0`,
+    `ALTER TABLE invocations ADD COLUMN dispatched_provider TEXT`,
+    `ALTER TABLE members ADD COLUMN is_muted INTEGER NOT NULL DEFAULT 0`
   ]
 ]

@@ -18,10 +18,56 @@ export type DeliveryMode = typeof DeliveryMode.Type
 
 export const FleetCapability = Schema.Struct({
   name: Schema.String,
+  /** `action` or `capacity` (relaycast 6); absent or anything else is classified by name. */
   kind: optional(Schema.String),
+  /** An `action` that claims the workspace-global name (relaycast 6). */
+  global: optional(Schema.Boolean),
+  /** An `action` whose invocations queue while its provider is down (relaycast 6). */
+  queue: optional(Schema.Boolean),
   metadata: optional(JsonObject)
 }).annotations({ identifier: "FleetCapability", ...strict })
 export type FleetCapability = typeof FleetCapability.Type
+
+/**
+ * Which provider of a node a frame speaks for (relaycast 6): `name` is its stable identity,
+ * `instance_id` its connection epoch. Absent means the synthetic provider `default` (a v5 broker).
+ */
+export const ProviderIdentity = Schema.Struct({
+  name: Schema.String,
+  instance_id: Schema.String
+}).annotations({ identifier: "ProviderIdentity", ...strict })
+export type ProviderIdentity = typeof ProviderIdentity.Type
+
+/** `spawn`, `spawn:*` and `release` are capacity (placement, never actions); an explicit kind wins. */
+export const capabilityKind = (capability: { readonly name: string; readonly kind?: string | undefined }): "action" | "capacity" => {
+  if (capability.kind === "action" || capability.kind === "capacity") return capability.kind
+  const name = capability.name
+  return name === "spawn" || name === "release" || name.startsWith("spawn:") ? "capacity" : "action"
+}
+
+/** The `node.register` reply's verdict on one advertised capability (relaycast 6). */
+export const CapabilityAcceptance = Schema.Struct({
+  name: Schema.String,
+  kind: Schema.Literal("action", "capacity"),
+  accepted: Schema.Boolean,
+  reason: optional(Schema.String)
+}).annotations({ identifier: "CapabilityAcceptance" })
+export type CapabilityAcceptance = typeof CapabilityAcceptance.Type
+
+/**
+ * The parts of a `node.register` reply's data a provider-era client reads; the node's public fields
+ * ride along (tolerated). A v5 engine sends neither field.
+ */
+export const NodeRegisterReplyData = Schema.Struct({
+  provider: optional(ProviderIdentity),
+  accepted_capabilities: optional(Schema.Array(CapabilityAcceptance))
+}).annotations({ identifier: "NodeRegisterReplyData" })
+export type NodeRegisterReplyData = typeof NodeRegisterReplyData.Type
+
+/** Advertised by a broker that takes `delivery_ack_seq` in `agent.register` replies. */
+export const deliveryCursorCapability = "relay:delivery-cursor-v1"
+/** Carries the node's live agent names in `metadata.names` (12.4.1 heartbeats). */
+export const liveAgentsCapability = "relay:live-agents:v1"
 
 export const InventoryAgent = Schema.Struct({
   agent_id: Schema.String,
@@ -44,6 +90,8 @@ export const NodeRegister = frame("node.register", {
   max_agents: Schema.NonNegativeInt,
   tags: Schema.Array(Schema.String),
   version: Schema.String,
+  provider: optional(ProviderIdentity),
+  machine_id: optional(Schema.String),
   // Always encoded (as null when unset); may be absent on input.
   resume_cursor: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null })
 }).annotations({ identifier: "NodeRegister", ...strict })
@@ -51,6 +99,7 @@ export type NodeRegister = typeof NodeRegister.Type
 
 export const NodeHeartbeat = frame("node.heartbeat", {
   ...RequestId,
+  provider: optional(ProviderIdentity),
   // The roster snapshot is optional for the engine; this broker always sends it.
   name: optional(Schema.String),
   node_id: optional(Schema.String),
@@ -63,7 +112,7 @@ export const NodeHeartbeat = frame("node.heartbeat", {
 }).annotations({ identifier: "NodeHeartbeat", ...strict })
 export type NodeHeartbeat = typeof NodeHeartbeat.Type
 
-export const NodeDeregister = frame("node.deregister", { ...RequestId })
+export const NodeDeregister = frame("node.deregister", { ...RequestId, provider: optional(ProviderIdentity) })
   .annotations({ identifier: "NodeDeregister", ...strict })
 export type NodeDeregister = typeof NodeDeregister.Type
 
@@ -110,10 +159,18 @@ export const InventorySync = frame("inventory.sync", {
 }).annotations({ identifier: "InventorySync", ...strict })
 export type InventorySync = typeof InventorySync.Type
 
+/** A provider asks its own node's capacity (the broker provider) to spawn; answered with a reply (relaycast 6). */
+export const NodeSpawn = frame("node.spawn", {
+  ...RequestId,
+  input: JsonObject
+}).annotations({ identifier: "NodeSpawn", ...strict })
+export type NodeSpawn = typeof NodeSpawn.Type
+
 export const NodeToServer = Schema.Union(
   NodeRegister,
   NodeHeartbeat,
   NodeDeregister,
+  NodeSpawn,
   AgentRegister,
   AgentDeregister,
   DeliveryAck,
@@ -179,11 +236,15 @@ export const ServerToNode = Schema.Union(Deliver, ActionInvoke, ContextUpdate, P
   .annotations({ identifier: "ServerToNode" })
 export type ServerToNode = typeof ServerToNode.Type
 
-/** The data of a successful `agent.register` reply. Extra fields (e.g. `delivery_ack_seq`) are tolerated. */
+/**
+ * The data of a successful `agent.register` reply. `delivery_ack_seq` comes only from an engine that
+ * saw `relay:delivery-cursor-v1` in the node's capabilities; other extra fields are tolerated.
+ */
 export const AgentRegisterReplyData = Schema.Struct({
   agent_id: Schema.String,
   token: Schema.String,
-  name: optional(Schema.String)
+  name: optional(Schema.String),
+  delivery_ack_seq: optional(Schema.NonNegativeInt)
 }).annotations({ identifier: "AgentRegisterReplyData" })
 export type AgentRegisterReplyData = typeof AgentRegisterReplyData.Type
 
@@ -191,6 +252,7 @@ export const nodeFrameTypes = [
   "node.register",
   "node.heartbeat",
   "node.deregister",
+  "node.spawn",
   "agent.register",
   "agent.deregister",
   "delivery.ack",

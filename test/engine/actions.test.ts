@@ -339,18 +339,19 @@ describe("engine actions", () => {
       })
     }))
 
-  it.scopedLive("node capabilities become workspace actions pinned to the first node, including the bare-spawn pitfall", () =>
+  it.scopedLive("node capabilities become workspace actions pinned to the first node; a bare spawn is capacity (relaycast 6)", () =>
     Effect.gen(function*() {
       const { url, ws } = yield* setup
       const first = yield* capableNode(ws, "first", { capabilities: ["spawn", "run:test", "spawn:claude"] })
-      yield* capableNode(ws, "second", { capabilities: ["run:test", "spawn:claude"], load: 0 })
+      const second = yield* capableNode(ws, "second", { capabilities: ["run:test", "spawn:codex"], load: 0 })
       const actions = yield* data(url, "GET", "/v1/actions", { token: ws.key })
-      assert.deepStrictEqual(actions.map((a: any) => [a.name, a.handler_node_id]), [["run:test", first.id], ["spawn", first.id]])
-      // The `spawn` action row shadows placement: every spawn goes to `first`, as action "spawn".
+      assert.deepStrictEqual(actions.map((a: any) => [a.name, a.handler_node_id]), [["run:test", first.id]])
+      // v5 turned a bare `spawn` into an action that shadowed placement; classified by name it is
+      // capacity now, so a codex spawn is placed on the node that provides spawn:codex.
       const spawned = yield* data(url, "POST", "/v1/agents/spawn", { token: ws.key, body: spawnBody("w1", { cli: "codex" }) })
-      assert.strictEqual(spawned.dispatched_node_id, first.id)
-      const [frame] = yield* first.client.waitFor((f) => f.type === "action.invoke")
-      assert.strictEqual(frame.action, "spawn")
+      assert.strictEqual(spawned.dispatched_node_id, second.id)
+      const [frame] = yield* second.client.waitFor((f) => f.type === "action.invoke")
+      assert.strictEqual(frame.action, "spawn:codex")
       assert.isFalse("agent_id" in frame)
     }))
 

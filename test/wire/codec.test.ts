@@ -78,12 +78,13 @@ describe("inbound (server → node) decoding tolerates unknown properties", () =
 describe("AgentRegisterReplyData", () => {
   const decode = Schema.decodeUnknownEither(AgentRegisterReplyData)
 
-  it("needs agent_id and token; name is optional; extra fields such as delivery_ack_seq are tolerated", () => {
+  it("needs agent_id and token; name and delivery_ack_seq are optional; other extra fields are tolerated", () => {
     assert.deepStrictEqual(decode({ agent_id: "a", token: "at_live_x" }), Either.right({ agent_id: "a", token: "at_live_x" }))
     assert.deepStrictEqual(
-      decode({ agent_id: "a", token: "t", name: "w", delivery_ack_seq: 4 }),
-      Either.right({ agent_id: "a", token: "t", name: "w" })
+      decode({ agent_id: "a", token: "t", name: "w", delivery_ack_seq: 4, session_ref: "s" }),
+      Either.right({ agent_id: "a", token: "t", name: "w", delivery_ack_seq: 4 })
     )
+    assert.isTrue(Either.isLeft(decode({ agent_id: "a", token: "t", delivery_ack_seq: -1 })))
     assert.isTrue(Either.isLeft(decode({ agent_id: "a" })))
     assert.isTrue(Either.isLeft(decode({ token: "t" })))
     assert.isTrue(Either.isLeft(decode({ agent_id: "a", token: "t", name: null })))

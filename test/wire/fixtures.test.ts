@@ -93,12 +93,12 @@ describe("project fixtures (fixtures/wire)", () => {
       }))
   }
 
-  it.effect("reply.agent_register.json data is AgentRegisterReplyData, tolerating delivery_ack_seq", () =>
+  it.effect("reply.agent_register.json data is AgentRegisterReplyData, with delivery_ack_seq", () =>
     Effect.gen(function*() {
       const fixture = fixtures.find((f) => f.file === "reply.agent_register.json")
       assert.isDefined(fixture)
       const frame = yield* decodeServerFrame(fixture!.text)
       const data = yield* Schema.decodeUnknown(AgentRegisterReplyData)(frame.type === "reply" ? frame.data : undefined)
-      assert.deepStrictEqual(data, { agent_id: "2989001122334455", name: "worker-1", token: "at_live_fixture_not_a_secret" })
+      assert.deepStrictEqual(data, { agent_id: "2989001122334455", name: "worker-1", token: "at_live_fixture_not_a_secret", delivery_ack_seq: 6 })
     }))
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, FastCheck, type Schema, SchemaAST } from "effect"
+import { Cause, Effect, Exit, FastCheck, Schema, SchemaAST } from "effect"
 import * as Wire from "../../src/wire/index.js"
 
 const fastCheck = { fastCheck: { numRuns: 200 } }
@@ -69,6 +69,25 @@ const frameLikeJunk = FastCheck.tuple(
   FastCheck.constantFrom(...allTypes),
   FastCheck.constantFrom<ReadonlyArray<unknown>>([1], [2], ["1"], [])
 ).map(([fields, type, v]) => JSON.stringify({ ...fields, type, ...(v.length === 0 ? {} : { v: v[0] }) }))
+
+describe("provider-era reply data round-trips (relaycast 6)", () => {
+  for (const [name, schema] of [
+    ["NodeRegisterReplyData", Wire.NodeRegisterReplyData],
+    ["AgentRegisterReplyData", Wire.AgentRegisterReplyData],
+    ["ProviderIdentity", Wire.ProviderIdentity]
+  ] as const) {
+    it.prop(name, [schema as Schema.Schema<any, any>], ([value]) => {
+      const json = JSON.parse(JSON.stringify(Schema.encodeSync(schema as Schema.Schema<any, any>)(value)))
+      assert.deepStrictEqual(Schema.decodeUnknownSync(schema as Schema.Schema<any, any>)(json), value)
+    }, fastCheck)
+  }
+
+  it.prop("capabilityKind: spawn, spawn:* and release are capacity unless a kind says otherwise", [Wire.FleetCapability], ([capability]) => {
+    const kind = Wire.capabilityKind(capability)
+    if (capability.kind === "action" || capability.kind === "capacity") assert.strictEqual(kind, capability.kind)
+    else assert.strictEqual(kind, capability.name === "spawn" || capability.name === "release" || capability.name.startsWith("spawn:") ? "capacity" : "action")
+  }, fastCheck)
+})
 
 describe("arbitrary junk decodes to a WireDecodeError, never a throw", () => {
   for (const [name, decode] of decoders) {

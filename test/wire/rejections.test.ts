@@ -24,7 +24,8 @@ const valid = {
     v: 1, type: "node.heartbeat", name: "h", node_id: "node_1", capabilities: [{ name: "spawn:claude" }],
     max_agents: 2, version: "relay-broker/0.1.0", load: 0.5, active_agents: 1, handlers_live: true
   },
-  "node.deregister": { v: 1, type: "node.deregister" },
+  "node.deregister": { v: 1, type: "node.deregister", provider: { name: "p", instance_id: "i" } },
+  "node.spawn": { v: 1, type: "node.spawn", id: "s1", input: { name: "w", cli: "claude" } },
   "agent.register": { v: 1, type: "agent.register", id: "r1", name: "w", invocation_id: "i", session_ref: "s", resumable: true },
   "agent.deregister": { v: 1, type: "agent.deregister", agent_id: "a", name: "w" },
   "delivery.ack": { v: 1, type: "delivery.ack", agent: "w", up_to_seq: 3 },
@@ -112,7 +113,12 @@ describe("an explicit null on an optional field is rejected", () => {
     ["inventory.sync", "id"],
     ["action.invoke", "agent_id"],
     ["action.invoke", "agent_name"],
-    ["context.update", "agent_ids"]
+    ["context.update", "agent_ids"],
+    ["node.register", "provider"],
+    ["node.register", "machine_id"],
+    ["node.heartbeat", "provider"],
+    ["node.deregister", "provider"],
+    ["node.spawn", "id"]
   ]
   for (const [type, field] of optionals) {
     it.effect(`${type}.${field}: null`, () => rejectsBothWays(withField(type, field, null)))
@@ -123,7 +129,19 @@ describe("an explicit null on an optional field is rejected", () => {
       rejectsBothWays(withField("node.register", "capabilities", [{ name: "c", kind: null }])),
       rejectsBothWays(withField("node.heartbeat", "capabilities", [{ name: "c", metadata: null }])),
       rejectsBothWays(withField("inventory.sync", "agents", [{ agent_id: "a", name: "w", invocation_id: null }])),
-      rejectsBothWays(withField("inventory.sync", "agents", [{ agent_id: "a", name: "w", session_ref: null }]))
+      rejectsBothWays(withField("inventory.sync", "agents", [{ agent_id: "a", name: "w", session_ref: null }])),
+      rejectsBothWays(withField("node.register", "capabilities", [{ name: "c", global: null }])),
+      rejectsBothWays(withField("node.register", "capabilities", [{ name: "c", queue: null }]))
+    ]))
+
+  it.effect("provider identity: both fields required, nothing else (relaycast 6)", () =>
+    Effect.all([
+      rejectsBothWays(withField("node.register", "provider", { name: "p" })),
+      rejectsBothWays(withField("node.heartbeat", "provider", { instance_id: "i" })),
+      rejectsBothWays(withField("node.deregister", "provider", { name: "p", instance_id: "i", extra: 1 })),
+      rejectsBothWays(withField("node.register", "capabilities", [{ name: "c", global: "yes" }])),
+      rejectsBothWays(withField("node.spawn", "input", [1])),
+      rejectsBothWays(without("node.spawn", "input"))
     ]))
 
   it.effect("an optional set to undefined is rejected on encode (omit it instead)", () =>

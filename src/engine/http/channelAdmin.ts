@@ -7,9 +7,11 @@ import { badRequest, fail, notFound } from "../EngineError.js"
 import { type ChannelRow, iso, parseObject } from "../rows.js"
 import { authenticate, body, handle, noContent, ok, param, Required } from "./support.js"
 
-// Channel administration as relaycast serves it: invite, topic, archive (routes/channel.ts,
+// Channel administration as relaycast serves it: invite, topic, archive, members, mute (routes/channel.ts,
 // engine/channel.ts). Any channel member may invite; anyone in the workspace may set a topic or
-// archive, except #general, which cannot be archived.
+// archive, except #general, which cannot be archived. Muting is recorded per member (`is_muted`) and
+// reported; deliveries are unchanged by it (relaycast mutes its realtime stream, which the embedded
+// engine does not have).
 
 const Invite = Schema.Struct({ agent_name: Required })
 
@@ -73,7 +75,35 @@ const archive = handle(Effect.gen(function*() {
   return noContent()
 }))
 
+/** `GET /v1/channels/:name/members` → `[{agent_id, agent_name, role, joined_at, is_muted}]`. */
+const members = handle(Effect.gen(function*() {
+  const { sql } = yield* EngineStore
+  const caller = yield* authenticate("any")
+  const channel = yield* requireChannel(caller.workspace.id, yield* param("name"))
+  const rows = yield* sql<{ agent_id: string; agent_name: string; role: string; joined_at: number; is_muted: number }>`
+    SELECT m.agent_id, a.name AS agent_name, m.role, m.joined_at, m.is_muted FROM members m JOIN agents a ON a.id = m.agent_id
+    WHERE m.channel_id = ${channel.id} ORDER BY a.name`
+  return ok(rows.map((row) => ({ ...row, joined_at: iso(row.joined_at), is_muted: row.is_muted === 1 })))
+}))
+
+/** `POST /v1/channels/:name/mute|unmute` (agent token; members only) → `{channel, agent_id, muted}`. */
+const setMuted = (muted: boolean) =>
+  handle(Effect.gen(function*() {
+    const { sql } = yield* EngineStore
+    const { workspace, agent } = yield* authenticate("agent")
+    const channel = yield* requireChannel(workspace.id, yield* param("name"))
+    const updated = yield* sql<{ agent_id: string }>`UPDATE members SET is_muted = ${muted ? 1 : 0}
+      WHERE channel_id = ${channel.id} AND agent_id = ${agent!.id} RETURNING agent_id`
+    if (updated.length === 0) {
+      return yield* Effect.fail(fail(403, "not_a_member", `You must be a member of the channel to ${muted ? "mute" : "unmute"} it`))
+    }
+    return ok({ channel: channel.name, agent_id: agent!.id, muted })
+  }))
+
 export const routes = HttpRouter.empty.pipe(
+  HttpRouter.get("/v1/channels/:name/members", members),
+  HttpRouter.post("/v1/channels/:name/mute", setMuted(true)),
+  HttpRouter.post("/v1/channels/:name/unmute", setMuted(false)),
   HttpRouter.post("/v1/channels/:name/invite", invite),
   HttpRouter.patch("/v1/channels/:name/topic", setTopic),
   HttpRouter.del("/v1/channels/:name", archive)

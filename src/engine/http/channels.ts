@@ -6,6 +6,7 @@ import { EngineStore, now } from "../EngineStore.js"
 import { badRequest, conflict } from "../EngineError.js"
 import { messageJson, type MessageWithNames, postChannelMessage } from "../messages.js"
 import { channelJson, type ChannelRow, iso } from "../rows.js"
+import { authenticateNode, isNodeBearer, nodeSender } from "./nodePosts.js"
 import { authenticate, body, created, handle, intQuery, noContent, ok, param, query, requireCallerAgent, Required } from "./support.js"
 
 const channelName = /^[a-z0-9][a-z0-9-]*$/
@@ -82,17 +83,29 @@ const leave = handle(Effect.gen(function*() {
 
 export const PostMessage = Schema.Struct({
   text: Required,
+  /** With a node token: the agent the post is attributed to (`ctx.sendMessage`). Ignored otherwise. */
+  from: Schema.optional(Schema.NullOr(Schema.String)),
   blocks: Schema.optional(Schema.NullOr(Json)),
   attachments: Schema.optional(Schema.NullOr(Schema.Array(Json))),
   data: Schema.optional(Schema.NullOr(Json)),
   mode: Schema.optional(Schema.NullOr(Schema.Literal("wait", "steer")))
 })
 
-const postMessage = handle(Effect.gen(function*() {
+/** The poster and the body: the caller's agent, or with a node token the `from` it attributes the post to. */
+const poster = Effect.gen(function*() {
+  if (yield* isNodeBearer) {
+    const { node, workspace } = yield* authenticateNode
+    const input = yield* body(PostMessage)
+    return { workspace, input, sender: yield* nodeSender(node, input.from) }
+  }
   const caller = yield* authenticate("any")
   const sender = yield* requireCallerAgent(caller)
-  const input = yield* body(PostMessage)
-  const channel = yield* requireChannel(caller.workspace.id, yield* param("name"))
+  return { workspace: caller.workspace, input: yield* body(PostMessage), sender }
+})
+
+const postMessage = handle(Effect.gen(function*() {
+  const { workspace, input, sender } = yield* poster
+  const channel = yield* requireChannel(workspace.id, yield* param("name"))
   const response = yield* postChannelMessage({
     sender,
     channel,
