@@ -29,6 +29,9 @@ export class NodeGateway extends Context.Tag("relay-broker/engine/NodeGateway")<
 
 const maxFrameBytes = 4 * 1024 * 1024
 
+/** The terminal control socket of provider-era brokers (provider-protocol.md §3). */
+export const terminalPath = "/v1/node/terminal/ws"
+
 /** `?token=` (non-empty) wins over `Authorization: Bearer` (case-insensitive here, spec §1.3). */
 export const upgradeToken = (request: IncomingMessage, url: URL): string | undefined => {
   const query = url.searchParams.get("token")
@@ -230,6 +233,19 @@ export const make = Effect.gen(function*() {
     runFork(runSession(session, inbox))
   }
 
+  /**
+   * `/v1/node/terminal/ws` (broker 12.4.1 opens it at start and redials a refusal every ~1.5 s):
+   * accepted and left idle. The engine never sends `terminal.open`, so no terminal is driven through
+   * it; whatever the node sends is read and dropped. The socket closes with the engine.
+   */
+  const acceptTerminal = (ws: WebSocket, node: NodeRow) => {
+    ws.on("message", () => undefined)
+    ws.on("error", () => undefined)
+    runFork(Effect.logDebug("terminal control socket accepted (idle: the engine opens no terminals)").pipe(
+      Effect.annotateLogs({ module: "NodeGateway", node: node.id })
+    ))
+  }
+
   const lookupNode = (token: string) =>
     store.sql<NodeRow>`SELECT * FROM nodes WHERE token_hash = ${sha256Hex(token)}`.pipe(
       Effect.map((rows) => rows[0]),
@@ -244,13 +260,14 @@ export const make = Effect.gen(function*() {
     } catch {
       return rejectUpgrade(socket, "400 Bad Request")
     }
-    if (url.pathname !== "/v1/node/ws") return rejectUpgrade(socket, "426 Upgrade Required")
+    const terminal = url.pathname === terminalPath
+    if (url.pathname !== "/v1/node/ws" && !terminal) return rejectUpgrade(socket, "426 Upgrade Required")
     const token = upgradeToken(request, url)
     if (token === undefined || !token.startsWith("nt_live_")) return rejectUpgrade(socket, "401 Unauthorized")
     runFork(Effect.flatMap(lookupNode(token), (node) =>
       Effect.sync(() => {
         if (node === undefined) return rejectUpgrade(socket, "401 Unauthorized")
-        wss.handleUpgrade(request, socket, head, (ws) => accept(ws, node))
+        wss.handleUpgrade(request, socket, head, (ws) => (terminal ? acceptTerminal(ws, node) : accept(ws, node)))
       })))
   }
 
