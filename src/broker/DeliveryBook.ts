@@ -27,6 +27,12 @@ export class DeliveryBook extends Context.Tag("relay-broker/DeliveryBook")<Deliv
    */
   readonly persist: (agentId: string) => Effect.Effect<void, PersistFailed>
   readonly list: Effect.Effect<ReadonlyArray<AgentCursor>>
+  /**
+   * The engine's `delivery_ack_seq` for an agent (relay:delivery-cursor-v1): starts its cursor
+   * there, or moves a cursor that is behind up to it; a local cursor at or past it is kept. Frames
+   * at or below it are then stale, the next one is `ackSeq + 1`.
+   */
+  readonly adoptServerCursor: (agent: { readonly agentId: string; readonly name: string }, ackSeq: number) => Effect.Effect<void, PersistFailed>
 }>() {}
 
 const PersistedCursor = Schema.Struct({
@@ -196,7 +202,14 @@ export const make = (storage: BookStorage) =>
       get: (agentId) => Effect.map(Ref.get(cursors), (current) => Option.fromNullable(current.get(agentId))),
       save,
       persist: sync,
-      list: Effect.map(Ref.get(cursors), (current) => [...current.values()])
+      list: Effect.map(Ref.get(cursors), (current) => [...current.values()]),
+      adoptServerCursor: (agent, ackSeq) =>
+        Effect.gen(function*() {
+          if (ackSeq <= 0) return
+          const local = (yield* Ref.get(cursors)).get(agent.agentId)
+          if (local?.upToSeq != null && local.upToSeq >= ackSeq) return
+          yield* save({ agentId: agent.agentId, name: local?.name ?? agent.name, upToSeq: ackSeq, baseline: null, seen: local?.seen ?? [] })
+        })
     })
   })
 

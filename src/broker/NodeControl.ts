@@ -33,6 +33,8 @@ import {
   type ServerToNode
 } from "../wire/frames.js"
 import { AgentRoster } from "./AgentRoster.js"
+import { DeliveryBook } from "./DeliveryBook.js"
+import * as Protocol from "./nodeProtocol.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { NodeRequestFailed, Unauthorized } from "./errors.js"
 import { type NodeIdentity, TokenStore } from "./TokenStore.js"
@@ -114,6 +116,11 @@ export interface NodeControlOptions {
    * (Never a bare `spawn`: it would become a workspace action pinned to this node.)
    */
   readonly capabilities?: ReadonlyArray<FleetCapability>
+  /**
+   * The protocol generation to start with. Default "provider" (relaycast 6: provider identity,
+   * capability kinds, the delivery cursor); a v5 engine's refusal switches to "v5" by itself.
+   */
+  readonly dialect?: Protocol.Dialect
 }
 
 /** Undecodable or unknown inbound frames, by `kind` (invalid_json, not_an_object, unknown_type, invalid_frame). */
@@ -277,7 +284,14 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     const connectTimeout = Duration.toMillis(options.connectTimeout ?? "10 seconds")
     const url = nodeControlUrl(config.baseUrl)
     const version = `relay-broker/${config.version}`
-    const capabilities = options.capabilities ?? []
+    const spawnCapabilities = options.capabilities ?? []
+    const book = yield* Effect.serviceOption(DeliveryBook)
+    // The protocol generation (provider until a v5 engine refuses it) and this connection's epoch.
+    const manifest = yield* Ref.make<Protocol.Manifest>({
+      dialect: options.dialect ?? "provider",
+      provider: { name: Protocol.providerName, instance_id: Protocol.newInstanceId() },
+      spawn: spawnCapabilities
+    })
 
     const status = yield* Ref.make<NodeStatus>({
       connected: false,
@@ -311,32 +325,21 @@ export const makeWith = (options: NodeControlOptions = {}) =>
 
     const encode = (frame: NodeToServer) => encodeNodeFrame(frame)
 
-    const registerFrame = (identity: NodeIdentity): NodeToServer => ({
-      v: 1,
-      type: "node.register",
-      id: newId("node.register"),
-      name: identity.nodeName,
-      node_id: identity.nodeId,
-      capabilities,
-      max_agents: 0,
-      tags: [],
-      version,
-      resume_cursor: null
-    })
+    const registerFrame = (identity: NodeIdentity) =>
+      Effect.map(Ref.get(manifest), (m) =>
+        Protocol.registerFrame(m, { id: identity.nodeId, name: identity.nodeName, version, requestId: newId("node.register") }))
 
     const heartbeatFrame = (identity: NodeIdentity) =>
-      Effect.map(roster.list, (agents): NodeToServer => ({
-        v: 1,
-        type: "node.heartbeat",
-        name: identity.nodeName,
-        node_id: identity.nodeId,
-        capabilities,
-        max_agents: 0,
-        version,
-        load: 0,
-        active_agents: agents.length,
-        handlers_live: capabilities.length > 0
-      }))
+      Effect.zipWith(Ref.get(manifest), roster.list, (m, agents) =>
+        Protocol.heartbeatFrame(m, { id: identity.nodeId, name: identity.nodeName, version, activeAgents: agents.length }))
+
+    /** The registration a connection starts with: register, the roster, a heartbeat. */
+    const introduce = (connection: Connection, identity: NodeIdentity) =>
+      Effect.gen(function*() {
+        yield* writeTracked(connection, yield* registerFrame(identity))
+        yield* writeTracked(connection, yield* inventoryFrame)
+        yield* connection.write(yield* encode(yield* heartbeatFrame(identity)).pipe(Effect.orDie))
+      })
 
     const inventoryFrame = Effect.map(roster.list, (agents): NodeToServer => ({
       v: 1,
@@ -384,18 +387,47 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         yield* send({ v: 1, type: "agent.deregister", id: requestId, agent_id: decoded.value.agent_id, name: late.name })
       })
 
+    /**
+     * The engine's `delivery_ack_seq` for an agent starts (or moves up) its cursor before any of the
+     * frames replayed after this reply is handled: they come next on this socket.
+     */
+    const adoptServerCursor = (data: Json) =>
+      Option.match(Protocol.serverCursor(data), {
+        onNone: () => Effect.void,
+        onSome: (cursor) =>
+          Option.match(book, {
+            onNone: () => Effect.void,
+            onSome: (deliveryBook) =>
+              deliveryBook.adoptServerCursor({ agentId: cursor.agentId, name: cursor.name ?? "" }, cursor.ackSeq).pipe(
+                Effect.catchAll((error) => Effect.logWarning(`could not keep the engine's cursor for ${cursor.name ?? cursor.agentId}: ${error.message}`))
+              )
+          })
+      })
+
     const onReply = (reply: Reply) =>
       Effect.gen(function*() {
         const byId = yield* take(pending, reply.id)
-        if (Option.isSome(byId)) return yield* Deferred.succeed(byId.value.deferred, reply.data)
+        if (Option.isSome(byId)) {
+          if (byId.value.type === "agent.register") yield* adoptServerCursor(reply.data)
+          return yield* Deferred.succeed(byId.value.deferred, reply.data)
+        }
         const late = yield* take(abandoned, reply.id)
         if (Option.isSome(late)) return yield* compensate(reply.id, late.value, reply.data)
-        if (Option.isSome(yield* take(tracked, reply.id))) return
+        const ours = yield* take(tracked, reply.id)
+        if (Option.isSome(ours)) {
+          if (ours.value.type !== "node.register") return
+          const refused = Protocol.refusedCapabilities(reply.data)
+          if (refused.length > 0) yield* Effect.logWarning(`the engine refused capabilities of this node: ${refused.join(", ")}`)
+          return
+        }
         // The engine may answer agent.register under a fresh id: match on the agent's name, if unambiguous.
         const name = Schema.decodeUnknownOption(AgentRegisterReplyData)(reply.data).pipe(Option.flatMapNullable((d) => d.name))
         if (Option.isSome(name)) {
           const waiting = yield* takeUniqueByName(pending, name.value)
-          if (Option.isSome(waiting)) return yield* Deferred.succeed(waiting.value[1].deferred, reply.data)
+          if (Option.isSome(waiting)) {
+            yield* adoptServerCursor(reply.data)
+            return yield* Deferred.succeed(waiting.value[1].deferred, reply.data)
+          }
           const gaveUp = yield* takeUniqueByName(abandoned, name.value)
           if (Option.isSome(gaveUp)) return yield* compensate(gaveUp.value[0], gaveUp.value[1], reply.data)
         }
@@ -413,10 +445,24 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         }
         if (Option.isSome(yield* take(abandoned, frame.id))) return
         const ours = yield* take(tracked, frame.id)
+        if (Option.isSome(ours) && ours.value.type === "node.register" && Protocol.refusesProviders(yield* Ref.get(manifest), frame)) {
+          return yield* fallBackToV5(frame)
+        }
         const what = Option.match(ours, { onNone: () => "a frame", onSome: (t) => t.type })
         const line = `the engine rejected ${what}: ${frame.code}: ${frame.message}`
         yield* setLastError(line)
         yield* Option.isSome(ours) && ours.value.type === "node.register" ? Effect.logError(line) : Effect.logWarning(line)
+      })
+
+    /** A v5 engine refused the provider fields: speak v5 from now on and register again on this socket. */
+    const fallBackToV5 = (frame: ErrorFrame) =>
+      Effect.gen(function*() {
+        yield* Ref.update(manifest, (m) => ({ ...m, dialect: "v5" as const }))
+        yield* Effect.logWarning(`the engine speaks the v5 node protocol (${frame.code}: ${frame.message}); registering again without providers`)
+        const connection = yield* Ref.get(current)
+        const identity = yield* Ref.get(identityRef)
+        if (Option.isNone(connection) || Option.isNone(identity)) return
+        yield* introduce(connection.value, identity.value).pipe(Effect.catchTag("SessionEnded", () => Effect.void))
       })
 
     const onText = (text: string) =>
@@ -534,13 +580,17 @@ export const makeWith = (options: NodeControlOptions = {}) =>
       Effect.scoped(
         Effect.gen(function*() {
           const events = yield* Queue.unbounded<SocketEvent>()
-          const goodbye = yield* encode({ v: 1, type: "node.deregister" }).pipe(Effect.orDie)
+          // A new connection epoch: it replaces the previous attachment of the `broker` provider.
+          yield* Ref.update(manifest, (m) => ({ ...m, provider: { ...m.provider, instance_id: Protocol.newInstanceId() } }))
           const ws = yield* Effect.acquireRelease(
             openSocket(url, token, events, connectTimeout),
             // A clean stop (interruption) says goodbye; a failed session just drops the socket.
             (socket, exit) =>
               Exit.isInterrupted(exit)
-                ? Effect.flatMap(drainOutbox, (unsent) => closeGracefully(socket, [...unsent, goodbye]))
+                ? Effect.gen(function*() {
+                  const goodbye = yield* encode(Protocol.deregisterFrame(yield* Ref.get(manifest))).pipe(Effect.orDie)
+                  yield* closeGracefully(socket, [...(yield* drainOutbox), goodbye])
+                })
                 : Effect.sync(() => socket.terminate())
           )
           const connection = makeConnection(ws)
@@ -553,10 +603,8 @@ export const makeWith = (options: NodeControlOptions = {}) =>
             endSession(Exit.isInterrupted(exit) ? "node control is shutting down" : "the connection to the engine was lost")
           )
 
-          yield* writeTracked(connection, registerFrame(identity))
-          yield* writeTracked(connection, yield* inventoryFrame)
-          yield* connection.write(yield* encode(yield* heartbeatFrame(identity)).pipe(Effect.orDie))
           yield* Ref.set(current, Option.some(connection))
+          yield* introduce(connection, identity)
 
           return yield* Effect.raceFirst(
             readLoop(events),

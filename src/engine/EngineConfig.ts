@@ -11,6 +11,12 @@ export interface EngineOptions {
   readonly deliveryTtlMs?: number
   /** Active rows per agent before new ones are refused; default 1000. */
   readonly depthCap?: number
+  /**
+   * "provider" (default): relaycast 6 node protocol (providers, node.spawn, the delivery cursor).
+   * "v5": a strict v5 engine, which refuses every provider-era field with `invalid_message` (to
+   * test clients against the older generation).
+   */
+  readonly nodeProtocol?: "provider" | "v5"
 }
 
 export interface EngineSettings {
@@ -19,6 +25,7 @@ export interface EngineSettings {
   readonly host: string
   readonly deliveryTtlMs: number
   readonly depthCap: number
+  readonly nodeProtocol: "provider" | "v5"
   /** Node liveness TTL (45 s) and the sweep period (15 s). */
   readonly nodeLivenessTtlMs: number
   readonly sweepIntervalMs: number
@@ -50,6 +57,7 @@ export const settingsFrom = (options: EngineOptions): EngineSettings => ({
   host: options.host ?? defaults.host,
   deliveryTtlMs: options.deliveryTtlMs ?? defaults.deliveryTtlMs,
   depthCap: options.depthCap ?? defaults.depthCap,
+  nodeProtocol: options.nodeProtocol ?? "provider",
   deliverLogPath: nonEmpty(process.env["RELAY_ENGINE_DELIVER_LOG"])
 })
 

@@ -59,6 +59,7 @@ export const make = Effect.gen(function*() {
   const sockets = yield* NodeSockets
   const dispatcher = yield* Dispatcher
   const actions = yield* Actions
+  const config = yield* EngineConfig
   const context = yield* Effect.context<EngineStore | NodeSockets | Dispatcher | Actions | EngineConfig>()
   const runFork = yield* FiberSet.makeRuntime<never>()
   let nextSessionId = 1
@@ -163,6 +164,12 @@ export const make = Effect.gen(function*() {
           continue
         }
         const frame = decoded.right
+        const legacy = config.nodeProtocol === "v5" ? v5Refusal(frame) : undefined
+        if (legacy !== undefined) {
+          yield* flushAcks
+          yield* sendError(session, requestIdOf(text) ?? snowflake(), "invalid_message", legacy).pipe(Effect.ignore)
+          continue
+        }
         if (frame.type === "delivery.ack") {
           acks.add(frame.agent, frame.up_to_seq)
           continue
@@ -277,6 +284,16 @@ export const make = Effect.gen(function*() {
 
   return NodeGateway.of({ handleUpgrade, closeAll })
 })
+
+/** What a strict v5 engine says about a provider-era frame (relaycast 5.0.7 `.strict()` schemas), if anything. */
+export const v5Refusal = (frame: NodeToServer): string | undefined => {
+  if (frame.type === "node.spawn") return "unknown frame type \"node.spawn\""
+  const fields = frame as { readonly provider?: unknown; readonly machine_id?: unknown; readonly capabilities?: ReadonlyArray<{ readonly global?: unknown; readonly queue?: unknown }> }
+  if (fields.provider !== undefined) return "\"provider\" is unexpected"
+  if (fields.machine_id !== undefined) return "\"machine_id\" is unexpected"
+  if (fields.capabilities?.some((c) => c.global !== undefined || c.queue !== undefined)) return "capability \"global\"/\"queue\" is unexpected"
+  return undefined
+}
 
 /** The `id` of a frame that failed to decode, so its `error` answers the request (provider-protocol.md §2). */
 export const requestIdOf = (text: string): string | undefined => {

@@ -67,6 +67,10 @@ const claimProvider = (session: NodeSession, provider: string, instanceId: strin
 export const claimDefault = (session: NodeSession) =>
   session.provider !== undefined ? Effect.void : claimProvider(session, defaultProvider, defaultInstance())
 
+/** A v5 engine never answers with `delivery_ack_seq`, whatever the node advertises. */
+const cursorCapable = (config: EngineConfig["Type"], capabilities: ReadonlyArray<FleetCapability>) =>
+  config.nodeProtocol !== "v5" && capabilities.some((capability) => capability.name === deliveryCursorCapability)
+
 /** The provider hosting the node's agents: it registers them, or could (capacity to spawn). */
 const hostsAgents = (provider: string, capabilities: ReadonlyArray<FleetCapability>) =>
   provider === defaultProvider || provider === "broker" ||
@@ -85,7 +89,7 @@ export const registerNode = (session: NodeSession, frame: NodeRegister) =>
     const instanceId = frame.provider?.instance_id ??
       (session.provider === defaultProvider && session.instanceId !== undefined ? session.instanceId : defaultInstance())
     yield* claimProvider(session, provider, instanceId)
-    session.cursorCapable = frame.capabilities.some((capability) => capability.name === deliveryCursorCapability)
+    session.cursorCapable = cursorCapable(config, frame.capabilities)
     const at = yield* now
     let refused: ReadonlyMap<string, string> = new Map()
     if (node.role === "direct") {
@@ -148,7 +152,7 @@ export const heartbeat = (session: NodeSession, frame: NodeHeartbeat) =>
       if (other === undefined) yield* sql`UPDATE nodes SET name = ${frame.name} WHERE id = ${node.id}`
     }
     if (frame.capabilities !== undefined) {
-      session.cursorCapable = frame.capabilities.some((capability) => capability.name === deliveryCursorCapability)
+      session.cursorCapable = cursorCapable(yield* EngineConfig, frame.capabilities)
       yield* materializeActions(node, provider, frame.capabilities)
     }
     if (frame.version !== undefined) yield* sql`UPDATE nodes SET version = ${frame.version} WHERE id = ${node.id}`

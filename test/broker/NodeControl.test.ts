@@ -253,13 +253,16 @@ describe("NodeControl (scripted server)", () => {
       assert.strictEqual(connection.authorization, "Bearer nt_live_0")
       const { heartbeat, inventory, register } = yield* expectBootstrap(connection)
       assert.match(String(register.id), /^node_register_[0-9a-f]{32}$/)
-      const { id: _, ...registerFields } = register
+      const { id: _, provider, ...registerFields } = register as typeof register & { provider: { name: string; instance_id: string } }
+      assert.strictEqual(provider.name, "broker")
+      assert.match(provider.instance_id, /^broker_[0-9a-f]{32}$/)
+      const capabilities = [{ name: "release", kind: "capacity" }, { name: "relay:delivery-cursor-v1", kind: "capacity" }]
       assert.deepStrictEqual(registerFields, {
         type: "node.register",
         v: 1,
         name: "laptop",
         node_id: identity.nodeId,
-        capabilities: [],
+        capabilities,
         max_agents: 0,
         tags: [],
         version: "relay-broker/9.9.9",
@@ -269,9 +272,10 @@ describe("NodeControl (scripted server)", () => {
       assert.deepStrictEqual(heartbeat, {
         type: "node.heartbeat",
         v: 1,
+        provider,
         name: "laptop",
         node_id: identity.nodeId,
-        capabilities: [],
+        capabilities,
         max_agents: 0,
         version: "relay-broker/9.9.9",
         load: 0,
@@ -284,6 +288,28 @@ describe("NodeControl (scripted server)", () => {
       assert.isTrue(status.tokenPresent)
       assert.strictEqual(status.nodeId, identity.nodeId)
       assert.isNumber(status.since)
+    }))
+
+  it.scopedLive("each connection is a new provider instance; a v5 engine's invalid_message makes it register again as v5", () =>
+    Effect.gen(function*() {
+      const server = yield* ScriptedNodeServer.make
+      const { node } = yield* startNode(server.baseUrl, { options: fast })
+      const first = yield* Queue.take(server.connections)
+      const one = yield* expectBootstrap(first)
+      yield* first.close(1001, "going away")
+      const second = yield* Queue.take(server.connections)
+      const two = yield* expectBootstrap(second)
+      const instance = (frame: any) => frame.provider.instance_id as string
+      assert.notStrictEqual(instance(one.register), instance(two.register))
+      // The v5 engine refuses the provider field, answering the register's id.
+      yield* second.send({ v: 1, type: "error", id: two.register.id, ok: false, code: "invalid_message", message: "\"provider\" is unexpected" })
+      const again = yield* nextOfType(second, "node.register")
+      assert.isFalse("provider" in again.frame)
+      assert.deepStrictEqual((again.frame as any).capabilities, [])
+      const beat = yield* nextOfType(second, "node.heartbeat")
+      assert.isFalse("provider" in beat.frame)
+      assert.deepStrictEqual((beat.frame as any).capabilities, [])
+      assert.isTrue((yield* node.status).connected)
     }))
 
   it.scopedLive("a server that closes after register: the reconnect re-sends register + inventory.sync of the live agents", () =>
@@ -568,7 +594,8 @@ describe("NodeControl (scripted server)", () => {
       yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
       yield* Scope.close(scope, Exit.void)
       const { frame } = yield* nextOfType(connection, "node.deregister")
-      assert.deepStrictEqual(frame, { type: "node.deregister", v: 1 })
+      assert.strictEqual((frame as any).provider.name, "broker")
+      assert.deepStrictEqual(Object.keys(frame).sort(), ["provider", "type", "v"])
       const closed = yield* connection.closed
       assert.strictEqual(closed.code, 1000)
       assert.isTrue(Option.isNone(yield* Queue.poll(server.connections)))
