@@ -315,7 +315,12 @@ describe("spawn through the engine (action.invoke)", () => {
         freshMachineEnv(root, { RELAY_BASE_URL: proxy.url, PATH: `${bin}:${process.env["PATH"] ?? ""}`, STANDIN_DEAF_MS: "300", STANDIN_DIR: root })
       )
       const register = proxy.fromNode.find((frame) => frame.type === "node.register")
-      assert.deepStrictEqual(register?.capabilities, [{ name: "spawn:claude" }])
+      assert.deepStrictEqual(register?.capabilities, [
+        { name: "spawn:claude", kind: "capacity" },
+        { name: "release", kind: "capacity" },
+        { name: "relay:delivery-cursor-v1", kind: "capacity" }
+      ])
+      assert.strictEqual(register?.provider?.name, "broker")
 
       const resultsFor = (invocationId: string) =>
         proxy.fromNode.filter((frame) => frame.type === "action.result" && frame.invocation_id === invocationId)

@@ -7,6 +7,7 @@ import { EngineStore, now } from "../EngineStore.js"
 import { badRequest, conflict, notFound } from "../EngineError.js"
 import { newNodeToken, sha256Hex, snowflake } from "../ids.js"
 import { type AgentRow, type BindingRow, nodeJson, type NodeRow, parseCapabilities } from "../rows.js"
+import { listProviders } from "../providers.js"
 import { authenticate, body, created, handle, noContent, ok, param, query, Required } from "./support.js"
 
 const CapabilityInput = Schema.Union(
@@ -104,11 +105,27 @@ const listNodes = handle(Effect.gen(function*() {
     .map((node) => nodeJson(node, at, config.nodeLivenessTtlMs)))
 }))
 
+/** `GET /v1/nodes/:name`: the node, plus its providers (relaycast 6) and their own figures. */
 const getNode = handle(Effect.gen(function*() {
   const config = yield* EngineConfig
   const { workspace } = yield* authenticate("any")
   const node = yield* requireNode(workspace.id, yield* param("name"))
-  return ok(nodeJson(node, yield* now, config.nodeLivenessTtlMs))
+  const providers = yield* listProviders(node.id)
+  return ok({
+    ...nodeJson(node, yield* now, config.nodeLivenessTtlMs),
+    providers: providers.map((provider) => ({
+      name: provider.name,
+      instance_id: provider.instance_id,
+      status: provider.status,
+      capabilities: parseCapabilities(provider.capabilities),
+      max_agents: provider.max_agents,
+      active_agents: provider.active_agents,
+      load: provider.load,
+      handlers_live: provider.handlers_live === 1,
+      machine_id: provider.machine_id,
+      version: provider.version
+    }))
+  })
 }))
 
 const BindAgent = Schema.Struct({
