@@ -603,8 +603,8 @@ export const makeWith = (options: NodeControlOptions = {}) =>
             endSession(Exit.isInterrupted(exit) ? "node control is shutting down" : "the connection to the engine was lost")
           )
 
-          yield* Ref.set(current, Option.some(connection))
           yield* introduce(connection, identity)
+          yield* Ref.set(current, Option.some(connection))
 
           return yield* Effect.raceFirst(
             readLoop(events),

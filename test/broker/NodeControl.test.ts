@@ -21,6 +21,7 @@ import {
 import { AgentRoster, layer as rosterLayer } from "../../src/broker/AgentRoster.js"
 import * as BrokerConfig from "../../src/broker/BrokerConfig.js"
 import { MintFailed } from "../../src/broker/errors.js"
+import * as DeliveryBook from "../../src/broker/DeliveryBook.js"
 import * as NodeControl from "../../src/broker/NodeControl.js"
 import { type NodeIdentity, TokenStore } from "../../src/broker/TokenStore.js"
 import { eventually } from "../support/polling.js"
@@ -86,13 +87,14 @@ const startNode = (baseUrl: string, start: StartOptions = {}) =>
         logs.push({ level: logLevel.label, message: (Array.isArray(message) ? message : [message]).map(String).join(" ") })
       })
     )
-    const deps = Layer.mergeAll(rosterLayer, tokens, BrokerConfig.layer(configFor(baseUrl, start.config)))
+    const deps = Layer.mergeAll(rosterLayer, tokens, BrokerConfig.layer(configFor(baseUrl, start.config)), DeliveryBook.layerMemory)
     const context = yield* Layer.build(
       NodeControl.layerWith(start.options ?? {}).pipe(Layer.provideMerge(deps))
     ).pipe(Effect.provide(capture))
     return {
       node: Context.get(context, NodeControl.NodeControl),
       roster: Context.get(context, AgentRoster),
+      book: Context.get(context, DeliveryBook.DeliveryBook),
       /** Runs an effect of the test's own fiber with the log capture. */
       withLogs: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, capture),
       remints,
@@ -410,6 +412,23 @@ describe("NodeControl (scripted server)", () => {
       const sync = (yield* nextOfType(connection, "inventory.sync")).frame
       yield* connection.reply(sync, { ok: "synced" })
       assert.deepStrictEqual(yield* Fiber.join(synced), { ok: "synced" })
+    }))
+
+  it.scopedLive("an agent.register reply with delivery_ack_seq starts the agent's cursor there before the next frame", () =>
+    Effect.gen(function*() {
+      const server = yield* ScriptedNodeServer.make
+      const { node, book } = yield* startNode(server.baseUrl, { options: fast })
+      const connection = yield* Queue.take(server.connections)
+      yield* expectBootstrap(connection)
+      yield* eventually("connected", Effect.map(node.status, (s) => s.connected))
+      const registered = yield* node.registerAgent({ name: "w" }).pipe(Effect.fork)
+      const { frame } = yield* nextOfType(connection, "agent.register")
+      yield* connection.reply(frame, { agent_id: "a-w", name: "w", token: "at_live_x", delivery_ack_seq: 2 })
+      const data = yield* Fiber.join(registered)
+      assert.strictEqual(data.delivery_ack_seq, 2)
+      const cursor = yield* book.get("a-w")
+      assert.isTrue(Option.isSome(cursor))
+      assert.deepStrictEqual(Option.map(cursor, (c) => [c.upToSeq, c.baseline]).pipe(Option.getOrUndefined), [2, null])
     }))
 
   it.scopedLive("agent.register replies under a fresh id match by name only when exactly one request has it", () =>
