@@ -166,7 +166,7 @@ export const make = Effect.gen(function*() {
         const frame = decoded.right
         const legacy = config.nodeProtocol === "v5" ? v5Refusal(frame) : undefined
         if (legacy !== undefined) {
-          yield* flushAcks
+          yield* acks.flush
           yield* sendError(session, requestIdOf(text) ?? snowflake(), "invalid_message", legacy).pipe(Effect.ignore)
           continue
         }
