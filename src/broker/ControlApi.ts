@@ -79,7 +79,7 @@ const listenFailed = (address: string, cause: unknown) => {
 }
 
 /** How long open connections get to close cleanly when the API stops, before they are cut. */
-const stopGraceMillis = 500
+const stopGraceMillis = 250
 
 export const make = Effect.gen(function*() {
   const config = yield* BrokerConfig

@@ -259,7 +259,7 @@ describe("spawn through the daemon's API", () => {
       const before = childrenOf(daemon.proc.child.pid!)
 
       const missing = yield* daemon.call("POST", "/api/spawn", { name: "ghost", cli: "no-such-command-4242" })
-      assert.deepStrictEqual([missing.status, missing.body.success, missing.body.code], [500, false, "spawn_failed"])
+      assert.deepStrictEqual([missing.status, missing.body.success, missing.body.code], [400, false, "cli_not_found"])
       assert.match(missing.body.error, /no-such-command-4242/)
 
       for (const body of [{}, { name: 7, cli: "bash" }, { name: "x", args: "not-an-array" }, "{oops"]) {
@@ -280,7 +280,7 @@ describe("spawn through the daemon's API", () => {
       assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), before)
     }))
 
-  it.scopedLive("bind failure (the engine is gone): 500 bind_failed and no process is started", () =>
+  it.scopedLive("bind failure (the engine is gone): 502 bind_failed (retryable) and no process is started", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
       const { engine, url: engineUrl } = yield* startEngine(root)
@@ -296,7 +296,7 @@ describe("spawn through the daemon's API", () => {
       yield* Effect.promise(() => engine.exited)
       const before = childrenOf(daemon.proc.child.pid!)
       const failed = yield* daemon.call("POST", "/api/spawn", { name: "after", cli: "cat" })
-      assert.deepStrictEqual([failed.status, failed.body.code], [500, "bind_failed"], JSON.stringify(failed.body))
+      assert.deepStrictEqual([failed.status, failed.body.code, failed.body.retryable], [502, "bind_failed", true], JSON.stringify(failed.body))
       assert.deepStrictEqual(childrenOf(daemon.proc.child.pid!), before)
       assert.deepStrictEqual((yield* daemon.call("GET", "/api/spawned")).body.agents.map((agent: any) => agent.name), ["before"])
     }))
