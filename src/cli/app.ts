@@ -40,9 +40,13 @@ export const root = (argv: ReadonlyArray<string>) => {
   const engine = delegated("engine", argv).pipe(Command.withDescription(
     "Run the embedded relaycast engine on its own: engine --port <port> --data <dir> [--host 127.0.0.1]"
   ))
+  const mcp = delegated("mcp", argv).pipe(Command.withDescription(
+    "Run the agent-relay MCP tool server over stdio for one agent, configured from its environment " +
+      "(RELAY_BASE_URL, RELAY_AGENT_NAME, RELAY_AGENT_TOKEN or RELAY_AGENT_TOKEN_FILE, AGENT_RELAY_DAEMON_URL)"
+  ))
   return Command.make("relay-broker").pipe(
     Command.withDescription("A relaycast node: runs AI coding agents in terminals and delivers their messages"),
-    Command.withSubcommands([up, init, engine, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
+    Command.withSubcommands([up, init, engine, mcp, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
   )
 }
 

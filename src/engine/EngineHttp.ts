@@ -9,6 +9,7 @@ import * as ActionRoutes from "./http/actions.js"
 import * as AgentRoutes from "./http/agents.js"
 import * as ChannelAdminRoutes from "./http/channelAdmin.js"
 import * as ChannelRoutes from "./http/channels.js"
+import * as MessageDeliveryRoutes from "./http/messageDeliveries.js"
 import * as MessageRoutes from "./http/messages.js"
 import * as NodeRoutes from "./http/nodes.js"
 import * as SearchRoutes from "./http/search.js"
@@ -35,7 +36,8 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.concat(ChannelRoutes.routes),
   HttpRouter.concat(ChannelAdminRoutes.routes),
   HttpRouter.concat(SearchRoutes.routes),
-  HttpRouter.concat(MessageRoutes.routes)
+  HttpRouter.concat(MessageRoutes.routes),
+  HttpRouter.concat(MessageDeliveryRoutes.routes)
 )
 
 export const make = Effect.gen(function*() {
