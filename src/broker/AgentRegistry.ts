@@ -5,6 +5,7 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
+  Option,
   Fiber,
   FiberSet,
   Layer,
@@ -15,6 +16,7 @@ import {
   Stream
 } from "effect"
 import * as Path from "node:path"
+import { AgentTools } from "../mcp/AgentTools.js"
 import { AgentReadiness, type Readiness, type ReadinessHandle } from "./AgentReadiness.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { BrokerConfig } from "./BrokerConfig.js"
@@ -50,6 +52,8 @@ export interface SpawnSpec {
   /** Set when the spawn comes from an engine `action.invoke`. */
   readonly invocationId?: string
   readonly sessionRef?: string
+  /** `agentResultSchema`: the agent gets `submit_result` and AGENT_RELAY_RESULT_*. */
+  readonly resultSchema?: unknown
 }
 
 export interface AgentInfo {
@@ -167,6 +171,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const layerScope = yield* Effect.scope
     // When present, an agent's scope also ends the processes it left behind (detached helpers).
     const processTree = yield* Effect.serviceOption(ProcessTree)
+    // The agent-relay MCP tools, when composed in (the daemon does): wiring, preflight, tokens.
+    const agentTools = yield* Effect.serviceOption(AgentTools)
 
     const flushInterval = options.streamFlushInterval ?? "16 millis"
     const flushChars = options.streamFlushChars ?? 4096
@@ -258,6 +264,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       Effect.gen(function*() {
         yield* deregister(entry.info.agentId, entry.info.name)
         yield* deliveryBook.forget({ name: entry.info.name, agentId: entry.info.agentId })
+        if (Option.isSome(agentTools)) yield* agentTools.value.forget(entry.info.name)
         yield* roster.remove(entry.info.name)
         yield* nodeControl.announce
       })
@@ -355,13 +362,25 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       Effect.gen(function*() {
         const harness = resolveHarness(spec)
         const cwd = Path.resolve(config.cwd, spec.cwd ?? ".")
+        const baseEnv = childEnv(spec, harness, binding)
+        const tools = Option.isNone(agentTools) ? undefined : yield* agentTools.value.prepare({
+          name: spec.name,
+          token: binding.token,
+          command: harness.command,
+          args: harness.args,
+          cwd,
+          env: baseEnv,
+          ...(spec.resultSchema === undefined ? {} : { resultSchema: spec.resultSchema })
+        })
+        const args = [...(tools?.args ?? []), ...harness.args]
+        const warning = [binding.warning, tools?.note].filter((part) => part !== undefined).join("; ")
         const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
         const processTag = yield* trackProcesses(scope)
         const pty = yield* ptyHost.spawn({
           command: harness.command,
-          args: harness.args,
+          args,
           cwd,
-          env: { ...childEnv(spec, harness, binding), ...processTag }
+          env: { ...baseEnv, ...tools?.env, ...processTag }
         }).pipe(
           Scope.extend(scope),
           Effect.onError(() => Scope.close(scope, Exit.void))
@@ -386,12 +405,12 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
             name: spec.name,
             agentId: binding.agentId,
             cli: spec.cli,
-            args: harness.args,
+            args,
             cwd,
             pid: pty.pid,
             startedAt,
             injectMode: harness.injectInput,
-            ...(binding.warning === undefined ? {} : { warning: binding.warning })
+            ...(warning === "" ? {} : { warning })
           },
           pty: tracked,
           readiness: handle,

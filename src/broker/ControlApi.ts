@@ -1,9 +1,11 @@
 import { HttpRouter } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Cause, Clock, Context, Effect, ExecutionStrategy, Layer, Ref, Scope } from "effect"
+import { Cause, Clock, Context, Effect, ExecutionStrategy, Layer, Option, Ref, Scope } from "effect"
 import { createServer } from "node:http"
 import type { AgentRegistry } from "./AgentRegistry.js"
 import { BrokerConfig } from "./BrokerConfig.js"
+import { AgentTools } from "../mcp/AgentTools.js"
+import { agentToolRoutesIfPresent } from "../mcp/routes.js"
 import { ListenFailed } from "./errors.js"
 import type { EventLog } from "./EventLog.js"
 import { agentRoutes, type TerminalSizes } from "./http/agentRoutes.js"
@@ -58,7 +60,9 @@ export const router = (state: {
     holdRoutes,
     // Dead letters, redelivery, node-delivery diagnostics and /api/send; each answers 503 when
     // the delivery services are not composed in.
-    deliveryRoutesIfPresent
+    deliveryRoutesIfPresent,
+    // /mcp, the agents' own routes and /api/agent-result; 503 without the agent tools.
+    agentToolRoutesIfPresent
   )
 
 export const formatUrl = (host: string, port: number): string =>
@@ -118,6 +122,11 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => connections.closeAll(stopGraceMillis))
   const port = server.address._tag === "TcpAddress" ? server.address.port : config.apiPort
   const url = formatUrl(config.apiBind, port)
+  // Spawned agents reach /mcp and their routes here.
+  yield* Effect.serviceOption(AgentTools).pipe(Effect.flatMap(Option.match({
+    onNone: () => Effect.void,
+    onSome: (tools) => tools.setApiUrl(url)
+  })))
   yield* Effect.logInfo("control API listening").pipe(Effect.annotateLogs({ url }))
   return ControlApi.of({ url, host: config.apiBind, port })
 })

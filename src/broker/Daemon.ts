@@ -28,6 +28,8 @@ import * as NodeControl from "./NodeControl.js"
 import * as ProcessTree from "./ProcessTree.js"
 import * as PtyHost from "./PtyHost.js"
 import * as TokenStore from "./TokenStore.js"
+import * as AgentTools from "../mcp/AgentTools.js"
+import * as MessageRecords from "../mcp/MessageRecords.js"
 
 // The whole broker as layers. Dependencies are built before their dependents and closed after
 // them, which gives the shutdown order for free: connection.json is removed, the API stops, the
@@ -105,7 +107,9 @@ export const servicesLayer = ControlApi.layer.pipe(
       DeliveryBook.layer,
       DeadLetters.layer,
       AgentReadiness.layerConfig,
-      DeliveryHolds.layer
+      DeliveryHolds.layer,
+      AgentTools.layer,
+      MessageRecords.layer
     )
   ),
   Layer.provideMerge(

@@ -7,7 +7,7 @@ import {
   ListToolsRequestSchema,
   McpError
 } from "@modelcontextprotocol/sdk/types.js"
-import { agentTools, resultTool } from "./agentTools.js"
+import { agentTools, resultTool } from "./workspaceTools.js"
 import type { Tool, ToolContext, ToolResult } from "./context.js"
 import { formatInbox, type Inbox } from "./inbox.js"
 import { messagingTools } from "./messagingTools.js"

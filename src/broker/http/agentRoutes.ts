@@ -26,7 +26,10 @@ const spawnSpecOf = (body: SpawnBody): SpawnSpec => ({
   ...(body.task == null ? {} : { task: body.task }),
   ...(body.channels == null ? {} : { channels: body.channels }),
   ...(body.model == null ? {} : { model: body.model }),
-  ...(body.env == null ? {} : { env: body.env })
+  ...(body.env == null ? {} : { env: body.env }),
+  ...((body.agentResultSchema ?? body.agent_result_schema) == null
+    ? {}
+    : { resultSchema: body.agentResultSchema ?? body.agent_result_schema })
 })
 
 const spawn = Effect.gen(function*() {

@@ -1,10 +1,11 @@
 import { type Headers, HttpServerRequest, type HttpServerResponse } from "@effect/platform"
 import { Effect, Redacted } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
+import { isAgentToolPath } from "../../mcp/routes.js"
 import { pathOf, unauthorized } from "./responses.js"
 
 // The control API's key check: `X-API-Key: <key>` or `Authorization: Bearer <key>`.
-// Only `/health` is open.
+// Only `/health` is open, and the agent tools' paths, which check the agent's own token.
 
 const openPaths: ReadonlySet<string> = new Set(["/health"])
 
@@ -32,4 +33,4 @@ export const requireApiKey = (key: Redacted.Redacted<string>) =>
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    openPaths.has(pathOf(request.url)) || isAuthorized(request.headers, key) ? app : Effect.succeed(unauthorized))
+    openPaths.has(pathOf(request.url)) || isAgentToolPath(pathOf(request.url)) || isAuthorized(request.headers, key) ? app : Effect.succeed(unauthorized))

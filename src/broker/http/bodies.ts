@@ -37,6 +37,7 @@ export const SpawnBody = Schema.Struct({
   continueFrom: nullable(Schema.String),
   harnessConfig: nullable(Schema.Unknown),
   agentResultSchema: nullable(Schema.Unknown),
+  agent_result_schema: nullable(Schema.Unknown),
   // Upstream rejects these (a harness id needs the harness registry, which this broker has not).
   harnessId: Schema.optional(unsupportedHarnessId),
   harness_id: Schema.optional(unsupportedHarnessId)
