@@ -14,6 +14,7 @@ import * as Attach from "./attach.js"
 import { type Delegated, delegate } from "./delegate.js"
 import type { CliExit } from "./errors.js"
 import * as Logs from "./logs.js"
+import * as Message from "./message.js"
 import * as Release from "./release.js"
 import * as Send from "./send.js"
 import * as Spawn from "./spawn.js"
@@ -46,7 +47,7 @@ export const root = (argv: ReadonlyArray<string>) => {
   ))
   return Command.make("relay-broker").pipe(
     Command.withDescription("A relaycast node: runs AI coding agents in terminals and delivers their messages"),
-    Command.withSubcommands([up, init, engine, mcp, Agents.command, Spawn.command, Release.command, Send.command, Logs.command, Attach.command, Status.command])
+    Command.withSubcommands([up, init, engine, mcp, Agents.command, Spawn.command, Release.command, Send.command, Message.command, Logs.command, Attach.command, Status.command])
   )
 }
 

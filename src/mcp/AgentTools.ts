@@ -61,6 +61,8 @@ export class AgentTools extends Context.Tag("relay-broker/AgentTools")<AgentTool
   readonly forget: (name: string) => Effect.Effect<void>
   /** The agent whose result token this is, with its schema. */
   readonly resultContractOf: (token: string) => Effect.Effect<Option.Option<{ readonly name: string; readonly schema: unknown }>>
+  /** The agent's own result contract (token and schema), for the tools served at /mcp. */
+  readonly resultContractFor: (name: string) => Effect.Effect<Option.Option<{ readonly token: string; readonly schema: unknown }>>
   readonly recordResult: (result: AgentResult) => Effect.Effect<void>
   readonly lastResult: (name: string) => Effect.Effect<Option.Option<AgentResult>>
   /** Remembers that `parent` spawned `child` through a tool; `mayRemove` allows releasing only those (and itself). */
@@ -199,6 +201,7 @@ export const make = Effect.gen(function*() {
     tokenOf,
     forget,
     resultContractOf,
+    resultContractFor: (name) => Effect.map(Ref.get(state), (s) => Option.fromNullable(s.results.get(name))),
     recordResult,
     lastResult,
     recordSpawn,

@@ -82,3 +82,23 @@ export const deliveryReport = (messageId: string, options: { readonly waitMs: nu
     })
     return { message_id: messageId, recipients }
   })
+
+/**
+ * What a send reports at once, per recipient (`injected` / `queued` / `offline` / `failed`), waiting
+ * up to `waitMs` for this daemon's own recipients; `{recipients: null, error}` when it cannot be known
+ * (a composition without MessageRecords, or an engine without delivery rows).
+ */
+export const sendDelivery = (messageId: string, waitMs: number) =>
+  Effect.gen(function*() {
+    const records = yield* Effect.serviceOption(MessageRecords)
+    const config = yield* Effect.serviceOption(BrokerConfig)
+    if (records._tag === "None" || config._tag === "None") {
+      return { recipients: null, error: "delivery records are not kept by this broker" }
+    }
+    return yield* deliveryReport(messageId, { waitMs, detail: false }).pipe(
+      Effect.provideService(MessageRecords, records.value),
+      Effect.provideService(BrokerConfig, config.value),
+      Effect.map((report) => ({ recipients: report.recipients.map((r) => ({ name: r.name, state: r.state, node: r.node })) })),
+      Effect.catchAll((error) => Effect.succeed({ recipients: null, error: error.message }))
+    )
+  })

@@ -25,11 +25,14 @@ const mcp = Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const runtime = yield* Effect.runtime<never>()
   const preflight = request.headers["x-relay-preflight"] === "1"
+  const contract = yield* tools.resultContractFor(caller.name)
   const context = {
     agentName: caller.name,
     engine: makeRelayHttp({ baseUrl: config.baseUrl, token: caller.token }),
     broker: Option.isSome(apiUrl) ? makeRelayHttp({ baseUrl: apiUrl.value, token: caller.token, timeoutMs: 60_000 }) : undefined,
-    result: undefined
+    result: Option.isSome(contract) && Option.isSome(apiUrl)
+      ? { url: `${apiUrl.value}/api/agent-result`, token: contract.value.token, schema: contract.value.schema }
+      : undefined
   }
   const body = request.method === "POST" ? yield* Effect.orElseSucceed(request.text, () => "") : undefined
   const headers = new Headers()

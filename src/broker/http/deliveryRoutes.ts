@@ -8,6 +8,7 @@ import { Deliveries } from "../Deliveries.js"
 import { type Credential, EngineClient, type SentMessage } from "../EngineClient.js"
 import type { EngineHttpFailed } from "../errors.js"
 import { NodeControl } from "../NodeControl.js"
+import { sendDelivery } from "../../mcp/delivery.js"
 
 // The delivery routes of the control API:
 //   GET  /api/dead-letters                 the dead letters (?agent= filters), oldest first
@@ -216,6 +217,8 @@ const send = Effect.gen(function*() {
   const mentions = strings(field(sent.data, "mentions"))
   const reported = strings(field(sent.data, "recipients"))
   const dmTo = field(sent.data, "to")
+  // Per recipient, what is known at once: injected / queued / offline / failed.
+  const delivery = yield* sendDelivery(sent.id, 2_000)
   const recipients = reported ??
     (target._tag === "dm" ? [typeof dmTo === "string" ? dmTo : target.to] : null)
   return json({
@@ -233,6 +236,7 @@ const send = Effect.gen(function*() {
     // as node deliveries, visible in /api/node-delivery and the event stream).
     recipients,
     ...(mentions === undefined ? {} : { mentions }),
+    delivery,
     local: false,
     relaycast_published: true
   })
