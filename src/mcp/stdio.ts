@@ -64,7 +64,11 @@ export const contextFromEnv = (env: NodeJS.ProcessEnv): ToolContext => {
   }
 }
 
+// Defined by the bundler (scripts/build.mjs), as in BrokerConfig (not imported: it loads Effect's Config).
+declare const __RELAY_BROKER_VERSION__: string | undefined
+
 const version = (): string => {
+  if (typeof __RELAY_BROKER_VERSION__ === "string") return __RELAY_BROKER_VERSION__
   try {
     return (createRequire(import.meta.url)("../../package.json") as { version: string }).version
   } catch {

@@ -206,7 +206,7 @@ describe.skipIf(!existsSync(mainJs))("agent-relay tools in every harness (real p
 
   it.scopedLive("every tool through an SDK client on /mcp; results, and clear errors for bad arguments", () =>
     Effect.gen(function*() {
-      const daemon = yield* startDaemon(yield* tempRoot)
+      const daemon = yield* startDaemon(yield* tempRoot, { AGENT_RELAY_NODE_HARNESSES: "claude,codex" })
       const spawned = yield* daemon.spawn("ann", "claude", { agentResultSchema: { type: "object", required: ["ok"], properties: { ok: { type: "boolean" } } } })
       assert.strictEqual(spawned.status, 200, JSON.stringify(spawned.body))
       assert.strictEqual((yield* daemon.spawn("ben", "codex")).status, 200)
@@ -257,6 +257,20 @@ describe.skipIf(!existsSync(mainJs))("agent-relay tools in every harness (real p
       yield* ok("remove_reaction", { message_id: posted.id, emoji: "+1" })
       yield* ok("check_inbox")
       yield* ok("mark_message_read", { message_id: posted.id })
+      assert.isArray((yield* ok("get_message_readers", { message_id: posted.id })).structuredContent.readers)
+      assert.isArray((yield* ok("search_messages", { query: "hello" })).structuredContent.results)
+      yield* ok("invite_to_channel", { channel: "ops", agent: "ben" })
+      yield* ok("set_channel_topic", { channel: "ops", topic: "on call" })
+      yield* ok("leave_channel", { channel: "ops" })
+      yield* ok("archive_channel", { channel: "ops" })
+      // Spawning goes through the engine, which places it on this node; ann may release what it spawned.
+      assert.isObject((yield* ok("spawn", { name: "kid", cli: "claude", task: "help" })).structuredContent.invocation)
+      yield* ok("add_agent", { name: "kid2", cli: "codex", task: "help too" })
+      yield* until(daemon.proc, "kid and kid2 running", async () => {
+        const names = (await http(`${daemon.url}/api/spawned`, "GET", { "x-api-key": daemon.key })).body.agents.map((a: any) => a.name)
+        return names.includes("kid") && names.includes("kid2") ? true : undefined
+      })
+      yield* ok("remove_agent", { name: "kid2", reason: "done" })
       yield* ok("submit_result", { data: { ok: true } })
       const last = yield* daemon.call("GET", "/api/agent-result?name=ann")
       assert.deepStrictEqual(last.body.data, { ok: true })
