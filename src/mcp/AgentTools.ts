@@ -7,6 +7,7 @@ import * as Ref from "effect/Ref"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { homedir } from "node:os"
 import { fileURLToPath } from "node:url"
+import { AgentReadiness } from "../broker/AgentReadiness.js"
 import { BrokerConfig } from "../broker/BrokerConfig.js"
 import { SpawnFailed } from "../broker/errors.js"
 import { EventLog } from "../broker/EventLog.js"
@@ -184,10 +185,13 @@ export const make = Effect.gen(function*() {
   const mayRemove = (caller: string, target: string) =>
     Effect.map(Ref.get(state), (s) => caller === target || (s.spawned.get(caller)?.has(target) ?? false))
 
-  // #15 (readiness): when its readiness API lands, signal it here; this is the one call site.
+  // The readiness signal: read from the caller's context (the control API's routes have it), since
+  // AgentReadiness is built beside this service, not below it.
   const toolServerReady = (name: string, transport: "http" | "stdio") =>
     Effect.gen(function*() {
       yield* events.publish("agent_tools_ready", { name, transport })
+      const readiness = yield* Effect.serviceOption(AgentReadiness)
+      if (Option.isSome(readiness)) yield* Effect.ignore(readiness.value.signal(name, `mcp-${transport}`))
       yield* Effect.logInfo("agent's tool server initialised").pipe(Effect.annotateLogs({ module: "AgentTools", agent: name, transport }))
     })
 

@@ -5,13 +5,16 @@
 // `[stand-in] tools <n>`, then reads its terminal: every relay message typed into it is answered
 // through the tools only: a DM with send_dm, a channel message with reply_to_thread. A message whose
 // body starts with "re:" is an answer and gets none (so two stand-ins do not talk for ever).
+// Its terminal behaves like the CLI's: bracketed paste, a prompt glyph, typed text echoed.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
 import { serverFor } from "./mcpWiringParsers.mjs"
 
 const [harness, ...args] = process.argv.slice(2)
-const say = (line) => process.stdout.write(`[stand-in] ${line}\r\n`)
+let promptLine = ""
+// A line above the input line, which is drawn again under it (as a TUI keeps its input box last).
+const say = (line) => process.stdout.write(`\r\x1b[K[stand-in] ${line}\r\n${promptLine}`)
 
 const server = serverFor(harness, { args, env: process.env, cwd: process.cwd() })
 if (server === undefined) {
@@ -51,22 +54,67 @@ if (server === undefined) {
     }
   }
 
-  let buffer = ""
+  // Like the real TUI: bracketed paste on, an input line that echoes what is typed (a long paste as
+  // that CLI's placeholder), Enter submits. What it submits is either a relay message (answered) or
+  // a line "ASK <agent> <text>" / "POST <channel> <text>" (sent).
+  const glyph = { claude: "❯", codex: "›", gemini: ">", opencode: ">", cursor: ">", "cursor-agent": ">" }[harness] ?? ">"
+  const placeholder = (text) => {
+    const lines = text.split("\n").length
+    switch (harness) {
+      case "codex": return `[Pasted Content ${text.length} chars]`
+      case "gemini": return `[Pasted Text: ${lines} lines]`
+      case "opencode": return `[Pasted ~${lines} lines]`
+      default: return `[Pasted text #1 +${lines - 1} lines]`
+    }
+  }
+  let input = ""
+  let shown = ""
+  let pending = ""
+  const drawInput = () => {
+    promptLine = `${glyph} ${shown.slice(-70)}`
+    process.stdout.write(`\r\x1b[K${promptLine}`)
+  }
+  const submit = () => {
+    const text = input
+    input = ""
+    shown = ""
+    drawInput()
+    for (const [, to, body] of text.replace(escapes, "").matchAll(/^ASK (\S+) ([^\r\n]+)/gm)) call("send_dm", { to, text: body }).catch(() => undefined)
+    for (const [, channel, body] of text.replace(escapes, "").matchAll(/^POST (\S+) ([^\r\n]+)/gm)) call("post_message", { channel, text: body }).catch(() => undefined)
+    handle(text).catch((error) => say(`reply failed: ${error?.message ?? error}`))
+  }
   if (process.stdin.isTTY) process.stdin.setRawMode(true)
   process.stdin.on("data", (chunk) => {
-    buffer += chunk.toString("utf8")
-    const end = Math.max(buffer.lastIndexOf("\r"), buffer.lastIndexOf("\n"))
-    if (end < 0) return
-    const complete = buffer.slice(0, end + 1)
-    buffer = buffer.slice(end + 1)
-    handle(complete).catch((error) => say(`reply failed: ${error?.message ?? error}`))
+    pending += chunk.toString("utf8")
+    for (;;) {
+      if (pending.length === 0) return
+      if (pending.startsWith("\x1b[200~")) {
+        const end = pending.indexOf("\x1b[201~")
+        if (end < 0) return
+        const text = pending.slice(6, end)
+        pending = pending.slice(end + 6)
+        input += text
+        shown += text.includes("\n") || text.length > 800 ? placeholder(text) : text
+        drawInput()
+        continue
+      }
+      const char = pending[0]
+      pending = pending.slice(1)
+      if (char === "\r") submit()
+      else if (char === "\x15") {
+        input = ""
+        shown = ""
+        drawInput()
+      } else if (char >= " " || char === "\n") {
+        input += char
+        shown += char === "\n" ? " " : char
+        drawInput()
+      }
+    }
   })
-  // The stand-in also sends on request: a line "ASK <agent> <text>" or "POST <channel> <text>".
-  process.stdin.on("data", (chunk) => {
-    const text = chunk.toString("utf8").replace(escapes, "")
-    for (const [, to, body] of text.matchAll(/ASK (\S+) ([^\r\n]+)/g)) call("send_dm", { to, text: body }).catch(() => undefined)
-    for (const [, channel, body] of text.matchAll(/POST (\S+) ([^\r\n]+)/g)) call("post_message", { channel, text: body }).catch(() => undefined)
-  })
+  process.stdout.write("\x1b[?2004h")
+  if (harness === "opencode") process.stdout.write("\x1b]12;#eeeeee\x07\x1b[1 q\x1b[?25h")
+  drawInput()
 }
 say(`ready ${harness}`)
 setInterval(() => undefined, 1 << 30)
