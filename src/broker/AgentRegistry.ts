@@ -5,7 +5,6 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
-  Option,
   Fiber,
   FiberSet,
   Layer,
