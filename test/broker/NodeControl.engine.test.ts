@@ -38,7 +38,7 @@ const setup = Effect.gen(function*() {
   const dataDir = yield* tempDir("broker-data-")
   const settings = yield* BrokerConfig.settings({ cwd: dataDir, name: "laptop" })
   const config = BrokerConfig.complete(
-    { ...settings, nodeToken: undefined, dataDir, heartbeatInterval: 100, requestTimeout: 5_000 },
+    { ...settings, nodeToken: undefined, dataDir, heartbeatInterval: 1_000, requestTimeout: 5_000 },
     { baseUrl: engine.url, workspaceKey: Redacted.make(workspace.key) }
   )
   return { config, engine, workspace }
