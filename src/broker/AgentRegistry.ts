@@ -1,19 +1,17 @@
-import {
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  ExecutionStrategy,
-  Exit,
-  Fiber,
-  FiberSet,
-  Layer,
-  Option,
-  Redacted,
-  Ref,
-  Scope,
-  Stream
-} from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import { AgentTools } from "../mcp/AgentTools.js"
 import { AgentReadiness, type Readiness, type ReadinessHandle } from "./AgentReadiness.js"

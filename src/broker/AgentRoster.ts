@@ -1,4 +1,7 @@
-import { Context, Effect, Layer, Ref } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import type { InventoryAgent } from "../wire/frames.js"
 
 /**

@@ -1,4 +1,12 @@
-import { Chunk, Clock, Context, Effect, Layer, PubSub, Ref, type Scope, Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type { Json } from "../wire/Json.js"
 
 /** A broker event as sent on the control API's `/ws`: the bare event JSON. */

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 // The broker's typed errors. Field names avoid `name` (it would overwrite Error.name in logs);
 // each overrides `message` so a log line reads as a sentence.

@@ -1,5 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { Json, JsonObject } from "../wire/Json.js"
 import type { ActionInvoke, ActionResult, InventoryAgent, WireEncodeError } from "../wire/index.js"
 import * as Directory from "./directory.js"

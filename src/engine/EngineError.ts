@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /**
  * A refusal the engine reports to a client: an HTTP error envelope (`status`) or a node-control

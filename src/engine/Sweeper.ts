@@ -1,4 +1,6 @@
-import { Effect, Layer, Schedule } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { EngineConfig } from "./EngineConfig.js"

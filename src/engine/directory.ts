@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EngineStore, now } from "./EngineStore.js"
 import { conflict, notFound } from "./EngineError.js"
 import { newAgentToken, sha256Hex, snowflake } from "./ids.js"

@@ -6,7 +6,10 @@
  * const { url } = yield* EmbeddedEngine.start({ dataDir })   // stops when the scope closes
  * ```
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Actions from "./Actions.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as EngineConfig from "./EngineConfig.js"

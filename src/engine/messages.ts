@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Json } from "../wire/Json.js"
 import { createChannel, joinChannel, memberAgents } from "./directory.js"
 import { Dispatcher, type Recipient, type WireMode } from "./Dispatcher.js"

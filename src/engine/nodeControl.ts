@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Json } from "../wire/Json.js"
 import type { AgentDeregister, AgentRegister, InventorySync } from "../wire/index.js"
 import { agentByName, bindAgentToNode, joinGeneral, rotateAgentToken } from "./directory.js"

@@ -1,6 +1,6 @@
 import type { PlatformError, SystemErrorReason } from "@effect/platform/Error"
 import { BadArgument, SystemError } from "@effect/platform/Error"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import { type FileHandle, link, mkdir, open, rename, unlink } from "node:fs/promises"
 import { basename, dirname, join } from "node:path"

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** A JSON value: what `JSON.parse` can produce, with finite numbers only. */
 export type Json =

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Json, JsonObject } from "./Json.js"
 
 // Every frame is a plain struct `{v: 1, type, ...fields}`; `type` tags the unions.

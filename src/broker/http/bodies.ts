@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 // Request bodies of the control API. Unknown fields are ignored (upstream clients send many we do
 // not use); a field we read must have the right type, and `null` counts as absent.

@@ -1,5 +1,9 @@
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Data, Effect, ParseResult, Schema } from "effect"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 // Response helpers for the control API. Error bodies carry both of upstream's envelopes at once:
 // the legacy `{success:false, error}` and the structured `{code, message}`, so either kind of client

@@ -1,5 +1,6 @@
-import { HttpRouter } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { Json, JsonObject } from "../../wire/Json.js"
 import { type ActionRow, actionJson, Actions, type Caller as ActionCaller, invocationDetailJson, invocationJson, type InvocationRow } from "../Actions.js"
 import { agentByName, nodeByName } from "../directory.js"

@@ -1,5 +1,6 @@
-import { HttpRouter } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { Json, JsonObject } from "../../wire/Json.js"
 import { agentByName, joinGeneral, requireAgent, rotateAgentToken } from "../directory.js"
 import { EngineStore, now } from "../EngineStore.js"

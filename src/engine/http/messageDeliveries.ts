@@ -1,5 +1,5 @@
-import { HttpRouter } from "@effect/platform"
-import { Effect } from "effect"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as Effect from "effect/Effect"
 import { EngineStore } from "../EngineStore.js"
 import { notFound } from "../EngineError.js"
 import { isoOrNull } from "../rows.js"

@@ -1,5 +1,6 @@
-import { HttpRouter } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { Json } from "../../wire/Json.js"
 import { channelById, requireAgent } from "../directory.js"
 import { Dispatcher } from "../Dispatcher.js"

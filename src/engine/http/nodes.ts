@@ -1,5 +1,6 @@
-import { HttpRouter } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { JsonObject } from "../../wire/Json.js"
 import { bindAgentToNode, bindingJson, requireAgent, requireNode } from "../directory.js"
 import { EngineConfig } from "../EngineConfig.js"
