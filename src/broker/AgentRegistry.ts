@@ -284,6 +284,11 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         yield* Scope.close(entry.scope, Exit.void)
         yield* cleanUp(entry)
         yield* events.publish("agent_exited", { name: entry.info.name, code: exit.code, signal: exit.signal })
+        // Upstream's clients (harness-driver's waitForExit) also wait for `agent_exit {name, reason}`.
+        yield* events.publish("agent_exit", {
+          name: entry.info.name,
+          reason: exit.signal != null ? `signal ${exit.signal}` : `exit code ${exit.code}`
+        })
         yield* Effect.logInfo("agent exited").pipe(
           Effect.annotateLogs({ agent: entry.info.name, code: exit.code, signal: exit.signal })
         )

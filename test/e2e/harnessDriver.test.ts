@@ -57,6 +57,7 @@ describe.skipIf(!existsSync(mainJs))("harness-driver 9.1.6 drives relay-broker",
 
       const sent = yield* Effect.promise(() => client.sendMessage({ to: "catter", text: "hello from the driver", from: "tester" }))
       assert.isString(sent.event_id)
+      assert.deepStrictEqual(sent.targets, ["catter"])
       yield* eventually(
         "cat echoes the message",
         Effect.promise(() => client.snapshot("catter")).pipe(Effect.map((snap) => String(snap.screen).includes("hello from the driver")))

@@ -62,6 +62,7 @@ describe.skipIf(!existsSync(mainJs))("upstream routes", () => {
       const replay = (yield* call("GET", "/api/events/replay?sinceSeq=0")).body
       assert.isTrue(replay.events.some((event: any) => event.kind === "agent_spawned" && event.name === "w1"))
       assert.strictEqual(replay.gap, false)
+      assert.isTrue(replay.events.some((event: any) => event.kind === "agent_exit" && event.name === "crasher" && event.reason === "exit code 3"))
       assert.strictEqual(replay.oldestAvailable, 1)
       assert.strictEqual(replay.currentSeq, replay.events[replay.events.length - 1].seq)
       assert.strictEqual((yield* call("GET", "/api/events/replay?sinceSeq=x")).status, 400)

@@ -243,6 +243,8 @@ const send = Effect.gen(function*() {
     // A DM has one recipient; for channels and threads the engine does not list them (they arrive
     // as node deliveries, visible in /api/node-delivery and the event stream).
     recipients,
+    // Upstream's name for the same list (harness-driver reads `targets`).
+    targets: recipients ?? [],
     ...(mentions === undefined ? {} : { mentions }),
     delivery,
     local: false,
