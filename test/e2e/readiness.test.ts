@@ -284,6 +284,8 @@ describe("readiness across a daemon restart", () => {
         const agents = (report.body["agents"] ?? []) as ReadonlyArray<{ agent?: string; counts?: { received?: number } }>
         return (agents.find((agent) => agent.agent === "rs1")?.counts?.received ?? 0) >= 2 ? true : undefined
       })
+      // The stand-in records its session once node has loaded it (seconds on a loaded machine).
+      yield* waitFor("the first session to start", async () => sessions(dir, "rs1").length === 1 ? true : undefined)
       assert.strictEqual((yield* agentRow(first, "rs1"))?.["readiness"], "starting")
       yield* stopChild(first.child, "SIGTERM")
       // It stopped on SIGTERM by itself (stopChild would have used SIGKILL after 10 s).
