@@ -1,6 +1,5 @@
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -11,31 +10,39 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { randomBytes } from "node:crypto"
-import { WebSocket } from "ws"
-import { decodeServerFrame, encodeNodeFrame, type WireDecodeError } from "../wire/codec.js"
+import { decodeServerFrame, encodeNodeFrame } from "../wire/codec.js"
 import type { Json } from "../wire/Json.js"
 import {
   type ActionInvoke,
   AgentRegisterReplyData,
   type Deliver,
   type ErrorFrame,
-  type FleetCapability,
   type NodeToServer,
-  type Reply,
   type ServerToNode
 } from "../wire/frames.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { DeliveryBook } from "./DeliveryBook.js"
-import * as Protocol from "./nodeProtocol.js"
 import { BrokerConfig } from "./BrokerConfig.js"
-import { NodeRequestFailed, Unauthorized } from "./errors.js"
+import { NodeRequestFailed, type Unauthorized } from "./errors.js"
+import { type NodeControlOptions, nodeControlUrl, reconnectSchedule, skippedFrames } from "./nodeControlPolicy.js"
+import { salvageDelivery, type UndecodableDelivery } from "./nodeFrames.js"
+import { makeOutbox } from "./nodeOutbox.js"
+import * as Protocol from "./nodeProtocol.js"
+import { type Abandoned, abandonedTtl, disconnected, makeReplyRouting, makeRequest, newId, type Pending, type Tracked } from "./nodeRequests.js"
+import { closeGracefully, type Connection, makeConnection, openSocket, SessionEnded, type SocketEvent } from "./nodeSocket.js"
 import { type NodeIdentity, TokenStore } from "./TokenStore.js"
+
+// The node's one WebSocket to the engine: the session (register, heartbeats, reads, the writer),
+// the reconnect loop and the service. Policy and options: nodeControlPolicy.ts; the socket:
+// nodeSocket.ts; request/reply correlation: nodeRequests.ts; the outbox: nodeOutbox.ts.
+
+export { type NodeControlOptions, nodeControlUrl, reconnectSchedule, skippedFrames } from "./nodeControlPolicy.js"
+export type { UndecodableDelivery } from "./nodeFrames.js"
 
 export interface NodeStatus {
   readonly connected: boolean
@@ -53,17 +60,6 @@ export interface AgentRegistration {
   readonly name: string
   readonly invocation_id?: string
   readonly session_ref?: string
-}
-
-/**
- * A `deliver` frame that failed to decode but names its agent and seq: Deliveries can dead-letter
- * and ack it, so the engine does not redeliver it forever and the agent's cursor moves on.
- */
-export interface UndecodableDelivery {
-  readonly agent: string
-  readonly seq: number
-  readonly msgId: string | undefined
-  readonly reason: string
 }
 
 export class NodeControl extends Context.Tag("relay-broker/NodeControl")<NodeControl, {
@@ -85,186 +81,6 @@ export class NodeControl extends Context.Tag("relay-broker/NodeControl")<NodeCon
   /** `deliver` frames that could not be decoded but name `agent` and `seq`, in arrival order. One consumer. */
   readonly undecodableDeliveries: Stream.Stream<UndecodableDelivery>
 }>() {}
-
-// ---------------------------------------------------------------------------------------------
-// Policies
-
-/** Exponential from 1 s, doubling, capped at 30 s, jittered (0.8x–1.2x). Reset after a healthy session. */
-export const reconnectSchedule = Schedule.exponential("1 second", 2).pipe(
-  Schedule.union(Schedule.spaced("30 seconds")),
-  Schedule.jittered
-)
-
-export interface NodeControlOptions {
-  /** The delay between connection attempts. Default `reconnectSchedule`. */
-  readonly reconnectSchedule?: Schedule.Schedule<unknown, unknown>
-  /** A session that stayed up this long resets the backoff. Default 30 s. */
-  readonly healthyAfter?: Duration.DurationInput
-  /** Consecutive 401s answered with a remint before giving up re-minting. Default 5. */
-  readonly maxConsecutiveRemints?: number
-  /** Frames `send` keeps while disconnected; beyond it the oldest is dropped. Default 1024. */
-  readonly outboxCapacity?: number
-  /** Heartbeat intervals without any inbound byte (frame or pong) before the socket counts as dead. Default 4. */
-  readonly idleHeartbeats?: number
-  /** The WebSocket handshake limit. Default 10 s. */
-  readonly connectTimeout?: Duration.DurationInput
-  /**
-   * Advertised in `node.register` and heartbeats, e.g. `spawn:<harness>` placement capabilities so
-   * the engine can place spawns here; `handlers_live` is true when there are any. Default none.
-   * (Never a bare `spawn`: it would become a workspace action pinned to this node.)
-   */
-  readonly capabilities?: ReadonlyArray<FleetCapability>
-  /**
-   * The protocol generation to start with. Default "provider" (relaycast 6: provider identity,
-   * capability kinds, the delivery cursor); a v5 engine's refusal switches to "v5" by itself.
-   */
-  readonly dialect?: Protocol.Dialect
-}
-
-/** Undecodable or unknown inbound frames, by `kind` (invalid_json, not_an_object, unknown_type, invalid_frame). */
-export const skippedFrames = Metric.counter("relay_broker_node_frames_skipped_total", {
-  description: "Inbound node-control frames that were logged and skipped"
-})
-
-/** `ws(s)://<base>/v1/node/ws`, from the engine's http(s) base URL. */
-export const nodeControlUrl = (baseUrl: string): string =>
-  `${baseUrl.trim().replace(/\/+$/, "").replace(/^https:/i, "wss:").replace(/^http:/i, "ws:")}/v1/node/ws`
-
-// ---------------------------------------------------------------------------------------------
-// Internals
-
-/** Why a session (or a connection attempt) ended, other than a 401. */
-class SessionEnded extends Data.TaggedError("SessionEnded")<{ readonly detail: string }> {
-  override get message(): string {
-    return this.detail
-  }
-}
-
-type SocketEvent =
-  | { readonly _tag: "Text"; readonly text: string }
-  | { readonly _tag: "Other" }
-  | { readonly _tag: "Closed"; readonly code: number; readonly reason: string }
-  | { readonly _tag: "Failed"; readonly message: string }
-
-interface Connection {
-  /** Writes an encoded frame; fails when the socket is no longer open. */
-  readonly write: (text: string) => Effect.Effect<void, SessionEnded>
-  /** Writes and waits until the bytes were handed to the OS (so a failed write can be retried). */
-  readonly writeConfirmed: (text: string) => Effect.Effect<void, SessionEnded>
-  readonly ping: Effect.Effect<void>
-}
-
-interface Pending {
-  readonly type: NodeToServer["type"]
-  readonly name: string | undefined
-  readonly deferred: Deferred.Deferred<Json, NodeRequestFailed>
-}
-
-interface Abandoned {
-  readonly name: string
-  readonly at: number
-}
-
-/** A frame sent without a waiting caller whose `error` answer must still be reported. */
-interface Tracked {
-  readonly type: NodeToServer["type"]
-}
-
-const newId = (type: NodeToServer["type"]) => `${type.replace(/\./g, "_")}_${randomBytes(16).toString("hex")}`
-
-const abandonedTtl = 300_000
-
-const disconnected = (detail: string) => new NodeRequestFailed({ reason: "Disconnected", code: "node_control_disconnected", detail })
-
-const openSocket = (url: string, token: Redacted.Redacted<string>, events: Queue.Queue<SocketEvent>, timeoutMs: number) =>
-  Effect.async<WebSocket, Unauthorized | SessionEnded>((resume) => {
-    let settled = false
-    const settle = (effect: Effect.Effect<WebSocket, Unauthorized | SessionEnded>) => {
-      if (settled) return
-      settled = true
-      resume(effect)
-    }
-    const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${Redacted.value(token).trim()}` },
-      handshakeTimeout: timeoutMs
-    })
-    ws.on("unexpected-response", (_request, response) => {
-      const status = response.statusCode ?? 0
-      response.resume()
-      ws.terminate()
-      settle(Effect.fail(
-        status === 401
-          ? new Unauthorized({ detail: "HTTP 401 on the /v1/node/ws upgrade" })
-          : new SessionEnded({ detail: `the /v1/node/ws upgrade was answered with HTTP ${status}` })
-      ))
-    })
-    ws.on("open", () => settle(Effect.succeed(ws)))
-    ws.on("error", (error) => {
-      if (settled) Queue.unsafeOffer(events, { _tag: "Failed", message: error.message })
-      else settle(Effect.fail(new SessionEnded({ detail: `cannot connect to ${url}: ${error.message}` })))
-    })
-    ws.on("message", (data, isBinary) => {
-      Queue.unsafeOffer(events, isBinary ? { _tag: "Other" } : { _tag: "Text", text: data.toString() })
-    })
-    ws.on("pong", () => Queue.unsafeOffer(events, { _tag: "Other" }))
-    ws.on("close", (code, reason) => Queue.unsafeOffer(events, { _tag: "Closed", code, reason: reason.toString() }))
-    return Effect.sync(() => ws.terminate())
-  })
-
-const makeConnection = (ws: WebSocket): Connection => {
-  const ensureOpen = Effect.suspend(() =>
-    ws.readyState === WebSocket.OPEN ? Effect.void : Effect.fail(new SessionEnded({ detail: "the socket is closed" }))
-  )
-  return {
-    write: (text) => Effect.zipRight(ensureOpen, Effect.sync(() => ws.send(text))),
-    writeConfirmed: (text) =>
-      Effect.zipRight(
-        ensureOpen,
-        Effect.async<void, SessionEnded>((resume) => {
-          ws.send(text, (error) =>
-            resume(error ? Effect.fail(new SessionEnded({ detail: `write failed: ${error.message}` })) : Effect.void))
-        })
-      ),
-    ping: Effect.sync(() => {
-      if (ws.readyState === WebSocket.OPEN) ws.ping()
-    })
-  }
-}
-
-/** Sends the last frames (then `node.deregister`), closes, and waits briefly for the close handshake. */
-const closeGracefully = (ws: WebSocket, lastFrames: ReadonlyArray<string>) =>
-  Effect.async<void>((resume) => {
-    if (ws.readyState !== WebSocket.OPEN) {
-      ws.terminate()
-      return resume(Effect.void)
-    }
-    const timer = setTimeout(() => ws.terminate(), 2_000)
-    ws.once("close", () => {
-      clearTimeout(timer)
-      resume(Effect.void)
-    })
-    for (const text of lastFrames) ws.send(text)
-    ws.close(1000, "shutdown")
-  })
-
-/** A readable agent name and seq from an undecodable `deliver` frame's text. */
-const salvageDelivery = (text: string, error: WireDecodeError): Option.Option<UndecodableDelivery> => {
-  if (error.frameType !== "deliver") return Option.none()
-  try {
-    const json = JSON.parse(text) as { agent?: unknown; seq?: unknown; msg_id?: unknown }
-    if (typeof json.agent !== "string" || typeof json.seq !== "number" || !Number.isSafeInteger(json.seq) || json.seq < 0) {
-      return Option.none()
-    }
-    return Option.some({
-      agent: json.agent,
-      seq: json.seq,
-      msgId: typeof json.msg_id === "string" ? json.msg_id : undefined,
-      reason: error.message
-    })
-  } catch {
-    return Option.none()
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -306,9 +122,8 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     const invocations = yield* Queue.unbounded<ActionInvoke>()
     const undecodable = yield* Queue.sliding<UndecodableDelivery>(1024)
     const inbound = yield* PubSub.sliding<ServerToNode>(1024)
-    const outbox = yield* Queue.sliding<string>(outboxCapacity)
-    // The outbox frame being written; kept until the write is confirmed, so a drop re-sends it.
-    const outboxHead = yield* Ref.make(Option.none<string>())
+    const outbox = yield* makeOutbox(outboxCapacity)
+    const { writerLoop, drainOutbox } = outbox
 
     const current = yield* Ref.make(Option.none<Connection>())
     const pending = yield* Ref.make(new Map<string, Pending>())
@@ -356,102 +171,6 @@ export const makeWith = (options: NodeControlOptions = {}) =>
 
     // ---- inbound frames ------------------------------------------------------------------------
 
-    const take = <A>(ref: Ref.Ref<Map<string, A>>, id: string) =>
-      Ref.modify(ref, (m): [Option.Option<A>, Map<string, A>] => {
-        const found = m.get(id)
-        if (found === undefined) return [Option.none(), m]
-        const next = new Map(m)
-        next.delete(id)
-        return [Option.some(found), next]
-      })
-
-    /** The single entry whose name is `name`, if exactly one exists. */
-    const takeUniqueByName = <A extends { readonly name: string | undefined }>(ref: Ref.Ref<Map<string, A>>, name: string) =>
-      Ref.modify(ref, (m): [Option.Option<readonly [string, A]>, Map<string, A>] => {
-        const matches = [...m.entries()].filter(([, entry]) => entry.name === name)
-        if (matches.length !== 1) return [Option.none(), m]
-        const next = new Map(m)
-        next.delete(matches[0]![0])
-        return [Option.some(matches[0]!), next]
-      })
-
-    const compensate = (requestId: string, late: Abandoned, data: Json) =>
-      Effect.gen(function*() {
-        const decoded = Schema.decodeUnknownOption(AgentRegisterReplyData)(data)
-        if (Option.isNone(decoded)) return
-        yield* Effect.logWarning(
-          `agent.register for '${late.name}' succeeded after its caller gave up; deregistering ${decoded.value.agent_id}`
-        )
-        yield* send({ v: 1, type: "agent.deregister", id: requestId, agent_id: decoded.value.agent_id, name: late.name })
-      })
-
-    /**
-     * The engine's `delivery_ack_seq` for an agent starts (or moves up) its cursor before any of the
-     * frames replayed after this reply is handled: they come next on this socket.
-     */
-    const adoptServerCursor = (data: Json) =>
-      Option.match(Protocol.serverCursor(data), {
-        onNone: () => Effect.void,
-        onSome: (cursor) =>
-          Option.match(book, {
-            onNone: () => Effect.void,
-            onSome: (deliveryBook) =>
-              deliveryBook.adoptServerCursor({ agentId: cursor.agentId, name: cursor.name ?? "" }, cursor.ackSeq).pipe(
-                Effect.catchAll((error) => Effect.logWarning(`could not keep the engine's cursor for ${cursor.name ?? cursor.agentId}: ${error.message}`))
-              )
-          })
-      })
-
-    const onReply = (reply: Reply) =>
-      Effect.gen(function*() {
-        const byId = yield* take(pending, reply.id)
-        if (Option.isSome(byId)) {
-          if (byId.value.type === "agent.register") yield* adoptServerCursor(reply.data)
-          return yield* Deferred.succeed(byId.value.deferred, reply.data)
-        }
-        const late = yield* take(abandoned, reply.id)
-        if (Option.isSome(late)) return yield* compensate(reply.id, late.value, reply.data)
-        const ours = yield* take(tracked, reply.id)
-        if (Option.isSome(ours)) {
-          if (ours.value.type !== "node.register") return
-          const refused = Protocol.refusedCapabilities(reply.data)
-          if (refused.length > 0) yield* Effect.logWarning(`the engine refused capabilities of this node: ${refused.join(", ")}`)
-          return
-        }
-        // The engine may answer agent.register under a fresh id: match on the agent's name, if unambiguous.
-        const name = Schema.decodeUnknownOption(AgentRegisterReplyData)(reply.data).pipe(Option.flatMapNullable((d) => d.name))
-        if (Option.isSome(name)) {
-          const waiting = yield* takeUniqueByName(pending, name.value)
-          if (Option.isSome(waiting)) {
-            yield* adoptServerCursor(reply.data)
-            return yield* Deferred.succeed(waiting.value[1].deferred, reply.data)
-          }
-          const gaveUp = yield* takeUniqueByName(abandoned, name.value)
-          if (Option.isSome(gaveUp)) return yield* compensate(gaveUp.value[0], gaveUp.value[1], reply.data)
-        }
-        yield* Effect.logDebug(`reply ${reply.id} matches no request`)
-      })
-
-    const onError = (frame: ErrorFrame) =>
-      Effect.gen(function*() {
-        const byId = yield* take(pending, frame.id)
-        if (Option.isSome(byId)) {
-          return yield* Deferred.fail(
-            byId.value.deferred,
-            new NodeRequestFailed({ reason: "Rejected", code: frame.code, detail: frame.message })
-          )
-        }
-        if (Option.isSome(yield* take(abandoned, frame.id))) return
-        const ours = yield* take(tracked, frame.id)
-        if (Option.isSome(ours) && ours.value.type === "node.register" && Protocol.refusesProviders(yield* Ref.get(manifest), frame)) {
-          return yield* fallBackToV5(frame)
-        }
-        const what = Option.match(ours, { onNone: () => "a frame", onSome: (t) => t.type })
-        const line = `the engine rejected ${what}: ${frame.code}: ${frame.message}`
-        yield* setLastError(line)
-        yield* Option.isSome(ours) && ours.value.type === "node.register" ? Effect.logError(line) : Effect.logWarning(line)
-      })
-
     /** A v5 engine refused the provider fields: speak v5 from now on and register again on this socket. */
     const fallBackToV5 = (frame: ErrorFrame) =>
       Effect.gen(function*() {
@@ -462,6 +181,10 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         if (Option.isNone(connection) || Option.isNone(identity)) return
         yield* introduce(connection.value, identity.value).pipe(Effect.catchTag("SessionEnded", () => Effect.void))
       })
+
+    const { take, onReply, onError } = makeReplyRouting({
+      pending, abandoned, tracked, manifest, book, setLastError, fallBackToV5, send: (frame) => send(frame)
+    })
 
     const onText = (text: string) =>
       decodeServerFrame(text).pipe(
@@ -537,29 +260,6 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         }
       })
 
-    const writerLoop = (connection: Connection) =>
-      Effect.gen(function*() {
-        while (true) {
-          const text = yield* Effect.uninterruptibleMask((restore) =>
-            Effect.gen(function*() {
-              const head = yield* Ref.get(outboxHead)
-              if (Option.isSome(head)) return head.value
-              const next = yield* restore(Queue.take(outbox))
-              yield* Ref.set(outboxHead, Option.some(next))
-              return next
-            })
-          )
-          yield* connection.writeConfirmed(text)
-          yield* Ref.set(outboxHead, Option.none())
-        }
-      })
-
-    /** Whatever `send` queued and was not written yet (e.g. final acks at shutdown). */
-    const drainOutbox = Effect.gen(function*() {
-      const head = yield* Ref.getAndSet(outboxHead, Option.none())
-      const rest = yield* Queue.takeAll(outbox)
-      return [...Option.toArray(head), ...rest]
-    })
 
     const endSession = (detail: string) =>
       Effect.gen(function*() {
@@ -678,41 +378,7 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     }).pipe(Effect.annotateLogs({ module: "NodeControl" }))
 
     // ---- the service -----------------------------------------------------------------------------
-
-    const request = Effect.fn("NodeControl.request")(function*(frame: NodeToServer) {
-      const connection = yield* Ref.get(current)
-      if (Option.isNone(connection)) return yield* disconnected("not connected to the engine")
-      const id = frame.id ?? newId(frame.type)
-      const text = yield* encode({ ...frame, id }).pipe(
-        Effect.mapError((error) => new NodeRequestFailed({ reason: "Rejected", code: "invalid_frame", detail: error.message }))
-      )
-      const deferred = yield* Deferred.make<Json, NodeRequestFailed>()
-      const name = frame.type === "agent.register" ? frame.name : undefined
-      yield* Ref.update(pending, (m) => new Map(m).set(id, { type: frame.type, name, deferred }))
-      return yield* connection.value.write(text).pipe(
-        Effect.mapError((error) => disconnected(error.detail)),
-        Effect.zipRight(Deferred.await(deferred)),
-        Effect.timeoutFail({
-          duration: config.requestTimeout,
-          onTimeout: () =>
-            new NodeRequestFailed({
-              reason: "Timeout",
-              code: frame.type === "agent.register" ? "agent_register_timeout" : "request_timeout",
-              detail: `no reply to ${frame.type} within ${config.requestTimeout} ms`
-            })
-        }),
-        // The caller gave up (timeout or interruption) while the request was still pending.
-        Effect.onExit(() =>
-          Effect.gen(function*() {
-            const left = yield* take(pending, id)
-            if (Option.isSome(left) && name !== undefined) {
-              const at = yield* Clock.currentTimeMillis
-              yield* Ref.update(abandoned, (m) => new Map(m).set(id, { name, at }))
-            }
-          })
-        )
-      )
-    })
+    const request = makeRequest({ current, pending, abandoned, take, encode, requestTimeout: config.requestTimeout })
 
     const registerAgent = Effect.fn("NodeControl.registerAgent")(function*(agent: AgentRegistration) {
       const data = yield* request({
@@ -728,17 +394,13 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         )
       )
     })
-
     const send = Effect.fn("NodeControl.send")(function*(frame: NodeToServer) {
       const text = yield* encode(frame).pipe(Effect.either)
       if (Either.isLeft(text)) {
         // A caller bug; the engine would only answer invalid_message.
         return yield* Effect.logError(`not sending an invalid frame: ${text.left.message}`)
       }
-      if ((yield* Queue.size(outbox)) >= outboxCapacity) {
-        yield* Effect.logWarning(`the node-control outbox is full (${outboxCapacity}); the oldest frame is dropped`)
-      }
-      yield* Queue.offer(outbox, text.right)
+      yield* outbox.enqueue(text.right)
     })
 
     const announce = Effect.gen(function*() {
