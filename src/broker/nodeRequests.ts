@@ -149,7 +149,6 @@ export const makeReplyRouting = ({ pending, abandoned, tracked, manifest, book, 
       yield* Option.isSome(ours) && ours.value.type === "node.register" ? Effect.logError(line) : Effect.logWarning(line)
     })
 
-
   return { take, onReply, onError }
 }
 
