@@ -96,7 +96,14 @@ export const make = Effect.gen(function*() {
       case "node.register":
         return run(Effect.map(Registration.registerNode(session, frame), (node): Outcome<never> => ({
           reply: node,
-          after: run(Effect.zipRight(actions.drain(session.nodeId), dispatcher.replayNode(session.nodeId)))
+          // A cursor-capable broker gets an agent's backlog only once it knows where that agent's
+          // acks stand: after its `agent.register` reply or its `inventory.sync` (6.x: replay scoped by
+          // readiness, engine-spec.md §7). Replayed here, a frame for an agent it has not
+          // registered yet would set the agent's cursor before the engine's `delivery_ack_seq` could.
+          after: run(Effect.zipRight(
+            actions.drain(session.nodeId),
+            session.cursorCapable ? Effect.void : dispatcher.replayNode(session.nodeId)
+          ))
         })))
       case "node.heartbeat":
         return run(Effect.as(Effect.zipRight(Registration.heartbeat(session, frame), actions.drain(session.nodeId)), {}))
@@ -117,7 +124,10 @@ export const make = Effect.gen(function*() {
       case "delivery.ack":
         return asDefault(Effect.as(dispatcher.ackMany(session.nodeId, [[frame.agent, frame.up_to_seq]]), {}))
       case "inventory.sync":
-        return hosting(Effect.map(Control.syncInventory(session, frame), (reply): Outcome<never> => ({ reply })))
+        return hosting(Effect.map(Control.syncInventory(session, frame), ({ reply, rebound }): Outcome<never> => ({
+          reply,
+          after: session.cursorCapable ? run(Effect.forEach(rebound, dispatcher.replayAgent, { discard: true })) : undefined
+        })))
       case "action.result":
         return asDefault(Effect.as(actions.onResult(session.nodeId, frame), {}))
     }

@@ -99,14 +99,14 @@ export const deregisterAgent = (session: NodeSession, frame: AgentDeregister) =>
 /**
  * `inventory.sync`: the listed agents are alive here (rebound, active); agents active here but not
  * listed go offline; listed invocation ids complete their open invocations, the other open ones on
- * this node are rescheduled (spec §3.7). Returns the reply data.
+ * this node are rescheduled (spec §3.7). Returns the reply data and the ids of the agents rebound.
  */
 export const syncInventory = (session: NodeSession, frame: InventorySync) =>
   Effect.gen(function*() {
     const { sql } = yield* EngineStore
     const node = yield* requireSessionNode(session)
     const at = yield* now
-    let rebound = 0
+    const rebound: Array<string> = []
     const listed = new Set<string>()
     for (const item of frame.agents) {
       const agent = yield* agentByName(node.workspace_id, item.name)
@@ -118,7 +118,7 @@ export const syncInventory = (session: NodeSession, frame: InventorySync) =>
       )
       if (!bound) continue
       if (item.session_ref !== undefined) yield* sql`UPDATE agents SET session_ref = ${item.session_ref} WHERE id = ${agent.id}`
-      rebound++
+      rebound.push(agent.id)
     }
     const active = yield* sql<{ id: string }>`SELECT id FROM agents
       WHERE location_type = 'via_node' AND location_node_id = ${node.id} AND status = 'active'`
@@ -127,12 +127,13 @@ export const syncInventory = (session: NodeSession, frame: InventorySync) =>
     }
     const actions = yield* Actions
     const invocations = yield* actions.onInventory(node.id, frame.agents)
-    return {
-      rebound_agents: rebound,
+    const reply: Json = {
+      rebound_agents: rebound.length,
       open_invocations: invocations.open,
       completed_invocations: invocations.completed,
       rescheduled_invocations: invocations.rescheduled
     }
+    return { reply, rebound }
   })
 
 /** Close, liveness timeout or `node.deregister` (spec §3.8): the node and its agents go offline, keeping their routing. */

@@ -45,7 +45,12 @@ const reapRecorders = (dir: string) =>
 
 const agentReport = (broker: Broker, name: string) =>
   Effect.map(api(broker, "GET", "/api/node-delivery"), (response) =>
-    ((response.body["agents"] ?? []) as ReadonlyArray<{ agent: string; cursor: number | null; baseline: number | null }>)
+    ((response.body["agents"] ?? []) as ReadonlyArray<{
+      agent: string
+      cursor: number | null
+      baseline: number | null
+      counts: { surfaced: number; gaps: number; dead_lettered: number }
+    }>)
       .find((agent) => agent.agent === name))
 
 for (const nodeProtocol of ["provider", "v5"] as const) {
@@ -96,8 +101,15 @@ for (const nodeProtocol of ["provider", "v5"] as const) {
         assert.notInclude(fresh, "m1-before")
         assert.notInclude(fresh, "m2-before")
 
+        // Where the new cursor came from: the engine's delivery_ack_seq (2) for a cursor-capable
+        // engine, so m3 is the next frame and no baseline was taken; a v5 engine sends no cursor, so
+        // the first replayed frame (m3) becomes the baseline. Either way only m3 surfaced.
         const report = yield* agentReport(second, "w")
-        assert.strictEqual(report?.cursor, 3)
+        assert.strictEqual(report?.cursor, 3, JSON.stringify(report))
+        assert.strictEqual(report?.baseline, nodeProtocol === "provider" ? null : 3, JSON.stringify(report))
+        assert.strictEqual(report?.counts.surfaced, 1, JSON.stringify(report))
+        assert.strictEqual(report?.counts.gaps, 0, JSON.stringify(report))
+        assert.strictEqual(report?.counts.dead_lettered, 0, JSON.stringify(report))
         yield* stopChild(second.child, "SIGTERM")
       }), 180_000)
   })
