@@ -22,6 +22,7 @@ import { microDecisions, microWire } from "./workloads/micro.mjs"
 import { runStartup } from "./workloads/startup.mjs"
 import { runCli } from "./workloads/cli.mjs"
 import { runReadiness } from "./workloads/readiness.mjs"
+import { runMcp } from "./workloads/mcp.mjs"
 import { runFixedRate, runThroughput } from "./workloads/throughput.mjs"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -34,16 +35,16 @@ const option = (name) => {
 const quick = flag("--quick")
 // The relay-broker entry point to measure (`engine` and `up`); another build can be compared with --main.
 const entry = resolve(option("--main") ?? join(root, "dist", "main.js"))
-const WORKLOADS = ["micro", "readiness", "startup", "cli", "latency", "memory", "throughput", "cpu"]
+const WORKLOADS = ["micro", "readiness", "mcp", "startup", "cli", "latency", "memory", "throughput", "cpu"]
 // Workloads that run in this process, without a broker.
-const IN_PROCESS = ["micro", "readiness"]
+const IN_PROCESS = ["micro", "readiness", "mcp"]
 const only = option("--only")?.split(",") ?? WORKLOADS
 const wants = (name) => only.includes(name)
 const brokers = option("--brokers")?.split(",") ?? ["us", "upstream"]
 
 const settings = quick
-  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, fixedRate: 1000, fixedStepMs: 3000, cliRuns: 3, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 15000 }
-  : { agents: 50, latencyCount: 1000, latencyWarmup: 20, perMessageTimeoutMs: 10000, rates: [50, 100, 200, 400, 800, 1600, 3200, 6400, 12800], stepMs: 30000, fixedRate: 1000, fixedStepMs: 20000, cliRuns: 10, drainMs: 5000, startupRuns: 10, microMs: 2000, idleSettleMs: 2000, installTimeoutMs: 120000 }
+  ? { agents: 10, latencyCount: 30, latencyWarmup: 3, perMessageTimeoutMs: 5000, rates: [50, 200, 800], stepMs: 2000, fixedRate: 1000, fixedStepMs: 3000, cliRuns: 3, mcpRuns: 3, drainMs: 2000, startupRuns: 3, microMs: 300, idleSettleMs: 300, installTimeoutMs: 15000 }
+  : { agents: 50, latencyCount: 1000, latencyWarmup: 20, perMessageTimeoutMs: 10000, rates: [50, 100, 200, 400, 800, 1600, 3200, 6400, 12800], stepMs: 30000, fixedRate: 1000, fixedStepMs: 20000, cliRuns: 10, mcpRuns: 10, drainMs: 5000, startupRuns: 10, microMs: 2000, idleSettleMs: 2000, installTimeoutMs: 120000 }
 if (option("--agents")) settings.agents = Number(option("--agents"))
 if (option("--messages")) settings.latencyCount = Number(option("--messages"))
 if (option("--step-seconds")) settings.stepMs = Number(option("--step-seconds")) * 1000
@@ -236,6 +237,10 @@ const rowsOf = (us, upstream, micro) => {
     rows.push({ label: "CLI `agents`: exec → exit (median)", unit: "ms", us: us?.results.cli?.wallMs, peer: false, goal: "≤ 120 ms" })
     rows.push({ label: "CLI `agents`: peak RSS", unit: "MB", us: us?.results.cli?.peakRssMb, peer: false, goal: "≤ 50 MB" })
   }
+  if (wants("mcp")) {
+    rows.push({ label: "tool server `mcp`: exec → initialize answered (median)", unit: "ms", us: micro.mcp?.initializeMs, peer: false, goal: "≤ 200 ms" })
+    rows.push({ label: "tool server `mcp`: peak RSS", unit: "MB", us: micro.mcp?.peakRssMb, peer: false, goal: "≤ 50 MB" })
+  }
   if (wants("startup")) {
     rows.push(row("startup: exec → API listening (median)", "ms", "startup.listeningMs", { goal: "≤ 200 ms" }))
     rows.push(row("startup: exec → node online (median)", "ms", "startup.onlineMs"))
@@ -289,6 +294,14 @@ const run = async () => {
         microErrors.readiness = errorText(error)
       }
     }
+    if (wants("mcp")) {
+      log(`mcp: the agent tool server, exec → initialize × ${settings.mcpRuns}`)
+      try {
+        micro.mcp = await runMcp({ entry, runs: settings.mcpRuns })
+      } catch (error) {
+        microErrors.mcp = errorText(error)
+      }
+    }
     const needsBrokers = WORKLOADS.some((w) => !IN_PROCESS.includes(w) && wants(w))
     if (needsBrokers) {
       upstreamInfo = flag("--no-upstream") || !brokers.includes("upstream")
@@ -338,7 +351,7 @@ const run = async () => {
   )
   console.log(`results: ${out}`)
   // The run fails only when our own side could not run; the upstream column may always be n/a.
-  return Object.keys(errors.us).length + Object.keys(microErrors).filter((k) => k === "wire").length === 0 ? 0 : 1
+  return Object.keys(errors.us).length + Object.keys(microErrors).filter((k) => k === "wire" || k === "mcp").length === 0 ? 0 : 1
 }
 
 run().then(

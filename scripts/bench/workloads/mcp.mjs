@@ -1,0 +1,91 @@
+// Workload: the agent tool server, as a harness starts it (`node dist/main.js mcp`, the stdio MCP
+// server bundled as dist/bin/stdio.js). N runs, each: exec → the `initialize` request answered on
+// stdout, then the process's peak RSS (VmHWM) once it answered; stdin closed, it exits. Median.
+// No engine or broker: answering `initialize` needs none, so RELAY_BASE_URL points at a closed port
+// (a tool call would fail; none is made). Ours only; no upstream column.
+import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { now } from "../lib/procs.mjs"
+import { median } from "../lib/stats.mjs"
+
+const initialize = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "relay-bench", version: "0" } }
+}
+
+/** VmHWM (peak resident set) of a live process in MB; undefined where /proc is not there. */
+const peakRssMb = (pid) => {
+  try {
+    const kb = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1])
+    return Number.isFinite(kb) && kb > 0 ? kb / 1024 : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const runOnce = ({ entry, env, timeoutMs }) =>
+  new Promise((resolve, reject) => {
+    const startedAt = now()
+    const child = spawn(process.execPath, [entry, "mcp"], { env, stdio: ["pipe", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    let answered = false
+    const fail = (error) => {
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+      reject(error)
+    }
+    const timer = setTimeout(() => fail(new Error(`mcp: no initialize answer within ${timeoutMs} ms: ${stderr.trim().slice(0, 300)}`)), timeoutMs)
+    child.on("error", fail)
+    child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk))
+    child.stdout.setEncoding("utf8").on("data", (chunk) => {
+      stdout += chunk
+      if (answered) return
+      for (const line of stdout.split("\n").slice(0, -1)) {
+        let message
+        try {
+          message = JSON.parse(line)
+        } catch {
+          continue
+        }
+        if (message.id !== 1) continue
+        answered = true
+        const wallMs = now() - startedAt
+        clearTimeout(timer)
+        if (message.error !== undefined) return fail(new Error(`mcp: initialize failed: ${JSON.stringify(message.error)}`))
+        const rss = peakRssMb(child.pid)
+        child.once("exit", () => resolve({ wallMs, peakRssMb: rss, server: message.result?.serverInfo }))
+        child.stdin.end()
+        return
+      }
+    })
+    child.on("exit", (code) => {
+      if (!answered) fail(new Error(`mcp exited ${code} before answering initialize: ${stderr.trim().slice(0, 300)}`))
+    })
+    // Written at once, as a harness does: the server reads it once it is up.
+    child.stdin.write(`${JSON.stringify(initialize)}\n`)
+  })
+
+export const runMcp = async ({ entry, runs, timeoutMs = 30000 }) => {
+  const env = {
+    ...process.env,
+    RELAY_BASE_URL: "http://127.0.0.1:9",
+    RELAY_AGENT_TOKEN: "at_live_bench_only",
+    RELAY_AGENT_NAME: "bench-agent"
+  }
+  delete env.AGENT_RELAY_DAEMON_URL
+  delete env.RELAY_AGENT_TOKEN_FILE
+  const samples = []
+  for (let i = 0; i < runs; i++) samples.push(await runOnce({ entry, env, timeoutMs }))
+  const rss = samples.map((s) => s.peakRssMb).filter((x) => x !== undefined)
+  return {
+    command: "mcp",
+    runs,
+    initializeMs: median(samples.map((s) => s.wallMs)),
+    peakRssMb: rss.length === 0 ? undefined : median(rss),
+    server: samples[0]?.server,
+    samples: samples.map(({ wallMs, peakRssMb }) => ({ wallMs, peakRssMb }))
+  }
+}
