@@ -86,7 +86,7 @@ export const make = Effect.gen(function*() {
 
   const stats = yield* makeStats
   const surface = yield* makeSurface({ registry, deadLetters, events, tokens, stats, options })
-  const saves = makeCursorSaves({ book, node, stats, options, scope })
+  const saves = makeCursorSaves({ book, node, events, stats, options, scope })
   const workers = makeWorkers({
     book,
     events,

@@ -9,13 +9,15 @@ import type { DeliveryStats, DurabilityReport } from "./deliveryReport.js"
 import { describeCause } from "./deliverySurface.js"
 import type { DeliveryBook } from "./DeliveryBook.js"
 import { PersistFailed } from "./errors.js"
+import type { EventLog } from "./EventLog.js"
 import type { NodeControl } from "./NodeControl.js"
 
 // Durable acks. A cursor is saved before the ack that depends on it; when the save fails (an
 // error or a defect of the store) the cursor stays in memory (the book keeps it, so its dedup
 // still holds back the engine's redelivery), the ack waits, and the save is retried on
 // `cursorSaveRetry` in the background until it succeeds; then the waiting ack is sent. The
-// agent's later frames keep flowing meanwhile; their acks wait too.
+// agent's later frames keep flowing meanwhile; their acks wait too. Once an ack is sent, each
+// injected message it covers gets its `delivery_ack` event (upstream clients wait for it).
 
 /** Doubling from the configured base, then every 5 s, until the save succeeds. */
 export const cursorSaveRetry = (base: DeliveriesOptions["saveRetryBase"]) =>
@@ -40,13 +42,22 @@ export interface CursorSaves {
   readonly save: (name: string, cursor: AgentCursor) => Effect.Effect<void>
   /** Sends `delivery.ack` now if the agent's cursor is on disk, else once a save succeeds. */
   readonly ack: (name: string, upToSeq: number) => Effect.Effect<void>
+  /** An injected message whose `delivery_ack` event waits for the ack covering its seq. */
+  readonly awaitAck: (name: string, message: AwaitingAck) => Effect.Effect<void>
   readonly report: (name: string) => DurabilityReport
   readonly failing: Effect.Effect<ReadonlyArray<FailingSave>>
+}
+
+export interface AwaitingAck {
+  readonly seq: number
+  readonly delivery_id: string
+  readonly event_id: string
 }
 
 export interface CursorSavesServices {
   readonly book: DeliveryBook["Type"]
   readonly node: NodeControl["Type"]
+  readonly events: EventLog["Type"]
   readonly stats: DeliveryStats
   readonly options: DeliveriesOptions
   /** Where the retry fibers live. */
@@ -59,8 +70,9 @@ const asPersistFailed = <A>(effect: Effect.Effect<A, PersistFailed>) =>
     Effect.fail(new PersistFailed({ path: "the delivery cursor", detail: describeCause(Cause.die(defect)) })))
 
 export const makeCursorSaves = (services: CursorSavesServices): CursorSaves => {
-  const { book, node, stats } = services
+  const { book, events, node, stats } = services
   const failing = new Map<string, Failing>()
+  const awaiting = new Map<string, Array<AwaitingAck>>()
   const locks = new Map<string, Effect.Semaphore>()
   const retry = cursorSaveRetry(services.options.saveRetryBase)
 
@@ -75,11 +87,38 @@ export const makeCursorSaves = (services: CursorSavesServices): CursorSaves => {
       return lock.withPermits(1)(effect)
     })
 
+  const publishAcked = (name: string, upToSeq: number) =>
+    Effect.suspend(() => {
+      const waiting = awaiting.get(name) ?? []
+      const acked = waiting.filter((message) => message.seq <= upToSeq)
+      const rest = waiting.filter((message) => message.seq > upToSeq)
+      if (rest.length > 0) awaiting.set(name, rest)
+      else awaiting.delete(name)
+      // `seq` is the event log's own number, so the frame's seq travels as `frame_seq`.
+      return Effect.forEach(
+        acked,
+        (message) =>
+          events.publish("delivery_ack", {
+            name,
+            delivery_id: message.delivery_id,
+            event_id: message.event_id,
+            frame_seq: message.seq
+          }),
+        { discard: true }
+      )
+    })
+
+  const awaitAck = (name: string, message: AwaitingAck) =>
+    Effect.sync(() => {
+      awaiting.set(name, [...(awaiting.get(name) ?? []), message])
+    })
+
   const sendAck = (name: string, upToSeq: number) =>
     Effect.gen(function*() {
       yield* node.send({ type: "delivery.ack", v: 1, agent: name, up_to_seq: upToSeq })
       const at = yield* Clock.currentTimeMillis
       yield* stats.update(name, (current) => ({ ...current, last_ack: { up_to_seq: upToSeq, at } }))
+      yield* publishAcked(name, upToSeq)
     }).pipe(
       // A lost ack is covered by the next one (cumulative) and by the engine's redelivery, which the
       // cursor answers without typing again.
@@ -160,6 +199,7 @@ export const makeCursorSaves = (services: CursorSavesServices): CursorSaves => {
   return {
     save,
     ack,
+    awaitAck,
     report,
     failing: Effect.sync(() => [...failing].map(([agent, entry]) => ({ agent, error: entry.error, since: entry.since })))
   }

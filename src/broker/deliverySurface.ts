@@ -87,8 +87,25 @@ export const makeSurface = (services: SurfaceServices) =>
     const notStored = (why: unknown) =>
       Effect.as(Effect.logError("dead letter not stored; it is in this log line only", why), Option.none<DeadLetter>())
 
+    /**
+     * Upstream's events for a message that will not reach its agent: `message_delivery_failed` when the
+     * recipient is gone, `delivery_failed` when typing it failed for good, and `delivery_dropped` when
+     * not even the dead letter could be kept (the message is given up).
+     */
+    const publishFailure = (frame: Incoming, reason: DeadLetterReason, detail: string, attempts: number, stored: boolean) =>
+      Effect.gen(function*() {
+        const ids = { name: frame.agent, delivery_id: frame.delivery_id, event_id: frame.msg_id }
+        if (reason === "unknown_agent") {
+          const fields = extractFields(frame.payload, frame.agent)
+          yield* events.publish("message_delivery_failed", { ...ids, from: fields.from, to: frame.agent, attempts, lastError: detail })
+        } else if (reason === "inject_failed") {
+          yield* events.publish("delivery_failed", { ...ids, reason: detail, attempts })
+        }
+        if (!stored) yield* events.publish("delivery_dropped", { name: frame.agent, count: 1, reason: `${reason}: ${detail}` })
+      })
+
     /** Records a dead letter; a store that fails (or dies) leaves it in the log and the event stream. */
-    const recordDeadLetter = (frame: Incoming, reason: DeadLetterReason, detail: string, gap?: SeqRange) =>
+    const recordDeadLetter = (frame: Incoming, reason: DeadLetterReason, detail: string, gap?: SeqRange, attempts = 1) =>
       Effect.gen(function*() {
         const identified = gap === undefined
         const letter = yield* deadLetters.add({
@@ -121,12 +138,18 @@ export const makeSurface = (services: SurfaceServices) =>
           dead_letter_id: Option.match(letter, { onNone: () => null, onSome: (entry) => entry.id }),
           ...(gap === undefined ? {} : { gap: { from: gap.from, to: gap.to } })
         })
+        if (identified) yield* publishFailure(frame, reason, detail, attempts, Option.isSome(letter))
       })
 
     /** Types the message into the agent's terminal; retried locally on `injectRetry`. */
-    const inject = (frame: Surfaceable, track: StepTracker): Effect.Effect<LiveAgent, UnknownWorker | PtyClosed | InputNotEchoed> => {
+    const inject = (
+      frame: Surfaceable,
+      track: StepTracker,
+      attempts: { count: number } = { count: 0 }
+    ): Effect.Effect<LiveAgent, UnknownWorker | PtyClosed | InputNotEchoed> => {
       const fields = extractFields(frame.payload, frame.agent)
       const attempt = Effect.gen(function*() {
+        attempts.count += 1
         yield* track("injecting")
         const agent = yield* registry.lookup(frame.agent)
         // An agent that already exited is as gone as an unknown one; retrying would only delay the queue.
@@ -185,16 +208,21 @@ export const makeSurface = (services: SurfaceServices) =>
       })
     }
 
-    const deadLettered = (frame: Incoming, reason: DeadLetterReason, detail: string, track: StepTracker) =>
-      Effect.zipRight(track("dead-lettering"), Effect.as(recordDeadLetter(frame, reason, detail), "dead_lettered" as const))
+    const deadLettered = (frame: Incoming, reason: DeadLetterReason, detail: string, track: StepTracker, attempts = 1) =>
+      Effect.zipRight(
+        track("dead-lettering"),
+        Effect.as(recordDeadLetter(frame, reason, detail, undefined, attempts), "dead_lettered" as const)
+      )
 
     const injectAndReport = (frame: Incoming, track: StepTracker, injected: { done: boolean }) =>
       Effect.gen(function*() {
         yield* publishInbound(frame)
-        const result = yield* Effect.either(inject(frame, track))
+        const attempts = { count: 0 }
+        const result = yield* Effect.either(inject(frame, track, attempts))
         if (result._tag === "Left") {
           const error = result.left
-          return yield* deadLettered(frame, error._tag === "UnknownWorker" ? "unknown_agent" : "inject_failed", error.message, track)
+          const reason = error._tag === "UnknownWorker" ? "unknown_agent" : "inject_failed"
+          return yield* deadLettered(frame, reason, error.message, track, attempts.count)
         }
         injected.done = true
         yield* stats.count(frame.agent, "injected")
@@ -202,7 +230,7 @@ export const makeSurface = (services: SurfaceServices) =>
           name: frame.agent,
           delivery_id: frame.delivery_id,
           event_id: frame.msg_id,
-          seq: frame.seq
+          frame_seq: frame.seq
         })
         return "injected" as const
       })

@@ -125,8 +125,12 @@ export const makeWorkers = (services: WorkerServices) => {
       const name = slot.name
       switch (effect._tag) {
         case "Surface": {
-          yield* surfaceWith(effect.frame, tracker(slot))
+          const frame = effect.frame
+          const outcome = yield* surfaceWith(frame, tracker(slot))
           yield* stats.count(name, "surfaced")
+          if (outcome === "injected") {
+            yield* saves.awaitAck(name, { seq: frame.seq, delivery_id: frame.delivery_id, event_id: frame.msg_id })
+          }
           // Saved before the ack that follows this effect; a failed save holds that ack back.
           yield* tracker(slot)("saving cursor")
           yield* saves.save(name, effect.cursor)

@@ -286,6 +286,7 @@ describe("Deliveries pipeline", () => {
       assert.deepStrictEqual(kinds.filter((kind) => kind !== "delivery_queued"), [
         "relay_inbound",
         "delivery_injected",
+        "delivery_ack",
         "delivery_dead_lettered"
       ])
       assert.strictEqual(kinds.filter((kind) => kind === "delivery_queued").length, 2)

@@ -172,7 +172,9 @@ export const testLayer = (
   options?: Partial<Deliveries.DeliveriesOptions>,
   storage: DeliveryBook.BookStorage = DeliveryBook.memoryStorage,
   /** Wraps the book's methods (to inject faults the store cannot produce). */
-  wrapBook: (book: DeliveryBook.DeliveryBook["Type"]) => DeliveryBook.DeliveryBook["Type"] = (book) => book
+  wrapBook: (book: DeliveryBook.DeliveryBook["Type"]) => DeliveryBook.DeliveryBook["Type"] = (book) => book,
+  /** Wraps the dead-letter store's methods (a store that fails). */
+  wrapDeadLetters: (letters: DeadLetters.DeadLetters["Type"]) => DeadLetters.DeadLetters["Type"] = (letters) => letters
 ) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const { harness, node, registry, steps } = yield* makeHarness
@@ -183,7 +185,8 @@ export const testLayer = (
       Layer.succeed(NodeControl, node),
       Layer.succeed(AgentRegistry, registry),
       book,
-      DeadLetters.layerMemory,
+      Layer.map(DeadLetters.layerMemory, (context) =>
+        Context.add(context, DeadLetters.DeadLetters, wrapDeadLetters(Context.get(context, DeadLetters.DeadLetters)))),
       EventLog.layer,
       tokens,
       Deliveries.configLayer(options)
