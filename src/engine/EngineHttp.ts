@@ -1,3 +1,4 @@
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -45,9 +46,23 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.concat(MessageDeliveryRoutes.routes)
 )
 
+/**
+ * A body announced larger than the limit is answered 413 at once, and the rest of it is read and
+ * discarded so the client gets the answer instead of a reset connection.
+ */
+const limitBodySize = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const announced = Number(request.headers["content-length"] ?? "0")
+    if (!(announced > maxBodyBytes)) return app
+    return Effect.sync(() => {
+      NodeHttpServerRequest.toIncomingMessage(request).resume()
+      return errorResponse(413, "payload_too_large", `the request body is ${announced} bytes; the limit is ${maxBodyBytes}`)
+    })
+  })
+
 export const make = Effect.gen(function*() {
   const context = yield* Effect.context<EngineStore | Dispatcher | Actions | EngineConfig>()
-  const app: HttpApp.Default = router.pipe(
+  const app: HttpApp.Default = limitBodySize(router).pipe(
     Effect.catchTag("RouteNotFound", () => Effect.succeed(errorResponse(404, "not_found", "Route not found"))),
     Effect.catchAllCause(() => Effect.succeed(errorResponse(500, "internal_error", "Internal server error"))),
     HttpServerRequest.withMaxBodySize(Option.some(maxBodyBytes)),

@@ -295,4 +295,19 @@ describe("engine HTTP", () => {
       const hello = yield* call(url, "POST", "/v1/dm", { token: worker.token, body: { to: "probe-node", text: "hello" } })
       assert.strictEqual(hello.status, 201)
     }))
+
+  it.scopedLive("a body over the limit (a 10 MB DM) gets 413 payload_too_large, and the engine keeps serving", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startEngine()
+      const ws = yield* createWorkspace(url)
+      const alice = yield* createAgent(ws, "alice")
+      yield* createAgent(ws, "bob")
+      const huge = yield* call(url, "POST", "/v1/dm", { token: alice.token, body: { to: "bob", text: "x".repeat(10 * 1024 * 1024) } })
+      assert.strictEqual(huge.status, 413)
+      assert.strictEqual(huge.body.ok, false)
+      assert.strictEqual(huge.body.error.code, "payload_too_large")
+      assert.match(huge.body.error.message, /limit/)
+      const small = yield* call(url, "POST", "/v1/dm", { token: alice.token, body: { to: "bob", text: "fits" } })
+      assert.strictEqual(small.status, 201)
+    }))
 })
