@@ -18,6 +18,7 @@ import { ListenFailed } from "./errors.js"
 import type { EventLog } from "./EventLog.js"
 import { agentRoutes, type TerminalSizes } from "./http/agentRoutes.js"
 import { requireApiKey } from "./http/auth.js"
+import { limitBodySize } from "./http/bodyLimit.js"
 import * as Connections from "./http/Connections.js"
 import { brokerRoutes } from "./http/brokerRoutes.js"
 import { deliveryRoutesIfPresent } from "./http/deliveryRoutes.js"
@@ -116,6 +117,7 @@ export const make = Effect.gen(function*() {
           Effect.as(failure(500, "internal_error", "internal error"))
         )
     ),
+    limitBodySize(),
     requireApiKey(config.brokerApiKey),
     Effect.provide(context),
     Effect.provideService(Connections.ApiClosing, { closing: connections.closing }),

@@ -260,6 +260,18 @@ describe("ControlApi", () => {
       assert.strictEqual((yield* Ref.get(api.agents)).size, 1)
     }))
 
+  it.scopedLive("a body over the limit gets 413 payload_too_large, not retryable; the API keeps serving", () =>
+    Effect.gen(function*() {
+      const api = yield* startApi()
+      yield* call(api.url, "POST", "/api/spawn", spawnBody("w1"))
+      const huge = yield* call(api.url, "POST", "/api/send", { body: { to: "w1", message: "x".repeat(10 * 1024 * 1024) } })
+      assert.strictEqual(huge.status, 413)
+      assert.deepStrictEqual([huge.body.success, huge.body.code, huge.body.retryable], [false, "payload_too_large", false])
+      assert.match(huge.body.message, /limit/)
+      const input = yield* call(api.url, "POST", "/api/input/w1", { body: { data: "still here" } })
+      assert.strictEqual(input.status, 200)
+    }))
+
   it.scopedLive("unknown agents get a 404", () =>
     Effect.gen(function*() {
       const api = yield* startApi()
