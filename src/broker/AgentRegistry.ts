@@ -1,5 +1,6 @@
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -16,6 +17,7 @@ import * as Path from "node:path"
 import { AgentTools } from "../mcp/AgentTools.js"
 import { AgentReadiness, type Readiness, type ReadinessHandle } from "./AgentReadiness.js"
 import { AgentRoster } from "./AgentRoster.js"
+import { AgentSupervisor, type RestartDecision, type RestartPolicy } from "./AgentSupervisor.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { DeliveryBook } from "./DeliveryBook.js"
 import { EngineClient } from "./EngineClient.js"
@@ -51,6 +53,8 @@ export interface SpawnSpec {
   readonly sessionRef?: string
   /** `agentResultSchema`: the agent gets `submit_result` and AGENT_RELAY_RESULT_*. */
   readonly resultSchema?: unknown
+  /** Restart the agent when its process ends by itself (AgentSupervisor, when composed in). */
+  readonly restartPolicy?: RestartPolicy
 }
 
 export interface AgentInfo {
@@ -131,6 +135,9 @@ interface Binding {
 
 interface Entry {
   readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness">
+  /** What a restart launches again, with the same binding. */
+  readonly spec: SpawnSpec
+  readonly binding: Binding
   readonly readiness: ReadinessHandle
   readonly pty: Pty
   readonly token: Redacted.Redacted<string>
@@ -147,6 +154,15 @@ interface State {
   readonly starting: ReadonlySet<string>
   /** Agents whose process ended by itself, oldest first (bounded). */
   readonly exited: ReadonlyMap<string, AgentInfo>
+  /** Agents waiting for a restart: still bound, cursor kept; `back` says whether they came back. */
+  readonly restarting: ReadonlyMap<string, Restarting>
+}
+
+interface Restarting {
+  readonly spec: SpawnSpec
+  readonly binding: Binding
+  readonly info: AgentInfo
+  readonly back: Deferred.Deferred<boolean>
 }
 
 const without = <K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> => {
@@ -170,12 +186,14 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const processTree = yield* Effect.serviceOption(ProcessTree)
     // The agent-relay MCP tools, when composed in (the daemon does): wiring, preflight, tokens.
     const agentTools = yield* Effect.serviceOption(AgentTools)
+    // Restarts by policy, when composed in (the daemon does).
+    const supervisor = yield* Effect.serviceOption(AgentSupervisor)
 
     const flushInterval = options.streamFlushInterval ?? "16 millis"
     const flushChars = options.streamFlushChars ?? 4096
     const exitedCapacity = options.exitedCapacity ?? 1024
 
-    const state = yield* Ref.make<State>({ live: new Map(), starting: new Set(), exited: new Map() })
+    const state = yield* Ref.make<State>({ live: new Map(), starting: new Set(), exited: new Map(), restarting: new Map() })
     const watchers = yield* FiberSet.make<void>()
     let shuttingDown = false
 
@@ -257,38 +275,59 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
 
     // -- after the process ---------------------------------------------------------------------
 
-    const cleanUp = (entry: Entry) =>
+    const cleanUp = (agent: { readonly name: string; readonly agentId: string }) =>
       Effect.gen(function*() {
-        yield* deregister(entry.info.agentId, entry.info.name)
-        yield* deliveryBook.forget({ name: entry.info.name, agentId: entry.info.agentId })
-        if (Option.isSome(agentTools)) yield* agentTools.value.forget(entry.info.name)
-        yield* roster.remove(entry.info.name)
+        yield* deregister(agent.agentId, agent.name)
+        yield* deliveryBook.forget({ name: agent.name, agentId: agent.agentId })
+        if (Option.isSome(agentTools)) yield* agentTools.value.forget(agent.name)
+        yield* roster.remove(agent.name)
         yield* nodeControl.announce
       })
+
+    const decideRestart = (entry: Entry, exit: PtyExit, at: number): Effect.Effect<RestartDecision> =>
+      Option.isNone(supervisor) ? Effect.succeed({ _tag: "Unsupervised" }) : supervisor.value.decide({
+        name: entry.info.name,
+        code: exit.code ?? null,
+        signal: exit.signal ?? null,
+        startedAt: entry.info.startedAt,
+        endedAt: at
+      }, entry.spec.restartPolicy)
 
     const onExit = (entry: Entry, exit: PtyExit) =>
       Effect.gen(function*() {
         if (shuttingDown) return
+        const name = entry.info.name
+        if ((yield* Ref.get(state)).live.get(name) !== entry) return
         const at = yield* now
+        const decision = yield* decideRestart(entry, exit, at)
+        const back = yield* Deferred.make<boolean>()
         const removed = yield* Ref.modify(state, (current): [boolean, State] => {
-          if (current.live.get(entry.info.name) !== entry) return [false, current]
-          const exited = new Map(without(current.exited, entry.info.name))
-          exited.set(entry.info.name, { ...infoOf(entry, "exited"), lastActivityAt: Math.max(entry.activity.at, at) })
+          if (current.live.get(name) !== entry) return [false, current]
+          const info = { ...infoOf(entry, "exited"), lastActivityAt: Math.max(entry.activity.at, at) }
+          const live = without(current.live, name)
+          if (decision._tag === "Restart") {
+            const restarting = new Map(current.restarting).set(name, { spec: entry.spec, binding: entry.binding, info, back })
+            return [true, { ...current, live, restarting }]
+          }
+          const exited = new Map(without(current.exited, name))
+          exited.set(name, info)
           while (exited.size > exitedCapacity) exited.delete(exited.keys().next().value!)
-          return [true, { ...current, live: without(current.live, entry.info.name), exited }]
+          return [true, { ...current, live, exited }]
         })
         // Released meanwhile: `release` does the rest.
         if (!removed) return
         // Let the last output reach the event log before the exit does.
         if (entry.pump !== undefined) yield* Effect.timeoutOption(Fiber.await(entry.pump), "1 second")
         yield* Scope.close(entry.scope, Exit.void)
-        yield* cleanUp(entry)
-        yield* events.publish("agent_exited", { name: entry.info.name, code: exit.code, signal: exit.signal })
+        // A restart keeps the binding, the roster entry and the delivery cursor.
+        if (decision._tag !== "Restart") yield* cleanUp(entry.info)
+        yield* events.publish("agent_exited", { name, code: exit.code, signal: exit.signal })
         // Upstream's clients (harness-driver's waitForExit) also wait for `agent_exit {name, reason}`.
         yield* events.publish("agent_exit", {
-          name: entry.info.name,
+          name,
           reason: exit.signal != null ? `signal ${exit.signal}` : `exit code ${exit.code}`
         })
+        if (Option.isSome(supervisor)) yield* supervisor.value.carryOut(name, decision, relaunch(name))
         yield* Effect.logInfo("agent exited").pipe(
           Effect.annotateLogs({ agent: entry.info.name, code: exit.code, signal: exit.signal })
         )
@@ -403,6 +442,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
             taskTyped.whenOpen(Effect.zipRight(typeInto(keyboard, text, injectMode), Effect.asVoid(touch)))
         }
         const entry: Entry = {
+          spec,
+          binding,
           info: {
             name: spec.name,
             agentId: binding.agentId,
@@ -443,7 +484,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const spawn = Effect.fn("AgentRegistry.spawn")(function*(spec: SpawnSpec) {
       const name = yield* validateName(spec.name)
       const reserved = yield* Ref.modify(state, (current): [boolean, State] =>
-        current.live.has(name) || current.starting.has(name)
+        current.live.has(name) || current.starting.has(name) || current.restarting.has(name)
           ? [false, current]
           : [true, { ...current, starting: new Set(current.starting).add(name) }])
       if (!reserved) return yield* new NameTaken({ agent: name })
@@ -496,20 +537,71 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         return infoOf(entry, "running")
       })
 
+    // -- restart (AgentSupervisor runs it after the cooldown) -------------------------------------
+
+    /** The agent as it was, with its binding: `false` when there is nothing to restart any more (released). */
+    const relaunch = (name: string): Effect.Effect<boolean, SpawnFailed> =>
+      Effect.gen(function*() {
+        const pending = (yield* Ref.get(state)).restarting.get(name)
+        if (pending === undefined || shuttingDown) return false
+        // The task was typed into the first run; a restart does not type it again.
+        const { task: _typedOnce, ...spec } = pending.spec
+        const entry = yield* launch(spec, pending.binding).pipe(Effect.tapError(() => giveUp(name, pending)))
+        yield* Ref.update(state, (current) => ({
+          ...current,
+          live: new Map(current.live).set(name, entry),
+          restarting: without(current.restarting, name)
+        }))
+        yield* FiberSet.run(watchers, Effect.interruptible(Effect.flatMap(entry.pty.exited, (exit) => onExit(entry, exit))))
+        yield* Deferred.succeed(pending.back, true)
+        // Like a new agent: nothing is typed before it is ready.
+        yield* entry.readiness.start.pipe(Scope.extend(entry.scope))
+        yield* Effect.logInfo("agent restarted").pipe(
+          Effect.annotateLogs({ module: "AgentRegistry", agent: name, pid: entry.info.pid })
+        )
+        return true
+      }).pipe(Effect.uninterruptible)
+
+    /** The restart failed: the agent is gone for good, unbound and its cursor dropped. */
+    const giveUp = (name: string, pending: Restarting) =>
+      Effect.gen(function*() {
+        yield* Ref.update(state, (current) => ({
+          ...current,
+          restarting: without(current.restarting, name),
+          exited: new Map(without(current.exited, name)).set(name, pending.info)
+        }))
+        yield* Deferred.succeed(pending.back, false)
+        yield* cleanUp({ name, agentId: pending.binding.agentId })
+      })
+
+    const cancelRestart = (name: string) =>
+      Option.isNone(supervisor) ? Effect.void : supervisor.value.cancel(name)
+
     // -- release, list, lookup ------------------------------------------------------------------
 
     const release = Effect.fn("AgentRegistry.release")(function*(name: string) {
-      const found = yield* Ref.modify(state, (current): [Entry | "exited" | undefined, State] => {
+      // A released agent is never restarted: a pending restart is interrupted (a relaunch under way is awaited).
+      yield* cancelRestart(name)
+      const found = yield* Ref.modify(state, (current): [Entry | Restarting | "exited" | undefined, State] => {
         const entry = current.live.get(name)
         if (entry !== undefined) return [entry, { ...current, live: without(current.live, name) }]
+        const pending = current.restarting.get(name)
+        if (pending !== undefined) return [pending, { ...current, restarting: without(current.restarting, name) }]
         if (current.exited.has(name)) return ["exited", { ...current, exited: without(current.exited, name) }]
         return [undefined, current]
       })
       if (found === undefined) return yield* new UnknownWorker({ agent: name })
-      if (found !== "exited") {
+      if (found === "exited") {
+        // Nothing left to do.
+      } else if ("back" in found) {
+        // Its process exited by itself a moment ago (a cooldown may have started since the cancel above).
+        yield* cancelRestart(name)
+        yield* Deferred.succeed(found.back, false)
+        yield* cleanUp({ name, agentId: found.binding.agentId })
+      } else {
         // Closing the agent's scope kills its process (SIGTERM, grace, SIGKILL).
         yield* Scope.close(found.scope, Exit.void)
-        yield* cleanUp(found)
+        yield* cleanUp(found.info)
       }
       yield* events.publish("agent_released", { name })
       yield* Effect.logInfo("agent released").pipe(Effect.annotateLogs({ module: "AgentRegistry", agent: name }))
@@ -521,6 +613,9 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     })
 
     const lookup = Effect.fn("AgentRegistry.lookup")(function*(name: string) {
+      // An agent in its restart cooldown is waited for: a delivery reaches the new process, once.
+      const pending = (yield* Ref.get(state)).restarting.get(name)
+      if (pending !== undefined && !(yield* Deferred.await(pending.back))) return yield* new UnknownWorker({ agent: name })
       const entry = (yield* Ref.get(state)).live.get(name)
       if (entry === undefined) return yield* new UnknownWorker({ agent: name })
       return { ...infoOf(entry, "running"), pty: entry.pty, token: entry.token } satisfies LiveAgent
@@ -530,7 +625,19 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         shuttingDown = true
-        const current = yield* Ref.getAndUpdate(state, (s) => ({ ...s, live: new Map() }))
+        // No restart from here on; a relaunch under way finishes first, so its process is in `live`.
+        yield* Effect.forEach((yield* Ref.get(state)).restarting.keys(), cancelRestart, { discard: true })
+        const current = yield* Ref.getAndUpdate(state, (s) => ({ ...s, live: new Map(), restarting: new Map() }))
+        yield* Effect.forEach(
+          current.restarting,
+          ([name, pending]) =>
+            Effect.gen(function*() {
+              yield* Deferred.succeed(pending.back, false)
+              yield* deregister(pending.binding.agentId, name)
+              yield* roster.remove(name)
+            }),
+          { discard: true }
+        )
         yield* Effect.forEach(
           current.live.values(),
           (entry) =>

@@ -12,6 +12,7 @@ import * as AgentReadiness from "./AgentReadiness.js"
 import * as AgentIdleness from "./AgentIdleness.js"
 import * as AgentRegistry from "./AgentRegistry.js"
 import * as AgentRoster from "./AgentRoster.js"
+import * as AgentSupervisor from "./AgentSupervisor.js"
 import * as BrokerConfig from "./BrokerConfig.js"
 import * as BrokerIdentity from "./BrokerIdentity.js"
 import * as BrokerSession from "./BrokerSession.js"
@@ -111,6 +112,7 @@ export const servicesLayer = ControlApi.layer.pipe(
       DeadLetters.layer,
       AgentReadiness.layerConfig,
       DeliveryHolds.layer,
+      AgentSupervisor.layer,
       AgentTools.layer,
       MessageRecords.layer
     )

@@ -34,8 +34,18 @@ const spawnSpecOf = (body: SpawnBody): SpawnSpec => ({
   ...(body.env == null ? {} : { env: body.env }),
   ...((body.agentResultSchema ?? body.agent_result_schema) == null
     ? {}
-    : { resultSchema: body.agentResultSchema ?? body.agent_result_schema })
+    : { resultSchema: body.agentResultSchema ?? body.agent_result_schema }),
+  ...restartPolicyOf(body)
 })
+
+/** null fields count as absent (AgentSupervisor fills in its defaults). */
+const restartPolicyOf = (body: SpawnBody): Pick<SpawnSpec, "restartPolicy"> => {
+  const policy = body.restartPolicy ?? body.restart_policy
+  if (policy == null) return {}
+  return {
+    restartPolicy: Object.fromEntries(Object.entries(policy).filter(([, value]) => value != null))
+  }
+}
 
 const spawn = Effect.gen(function*() {
   const body = yield* decodeBody(SpawnBody)

@@ -7,6 +7,16 @@ const nullable = <S extends Schema.Schema.Any>(schema: S) => Schema.optional(Sch
 
 const Strings = Schema.Array(Schema.String)
 
+const Count = Schema.Int.pipe(Schema.nonNegative())
+
+/** `restartPolicy` (AgentSupervisor): every field optional, unknown fields ignored. */
+export const RestartPolicyBody = Schema.Struct({
+  enabled: nullable(Schema.Boolean),
+  max_restarts: nullable(Count),
+  cooldown_ms: nullable(Count),
+  max_consecutive_failures: nullable(Count)
+}).annotations({ identifier: "RestartPolicy" })
+
 const unsupportedHarnessId = Schema.Never.annotations({
   message: () => "harness ids are not supported: give cli (and args) instead"
 })
@@ -24,10 +34,11 @@ export const SpawnBody = Schema.Struct({
   transport: nullable(Schema.Literal("pty", "headless")),
   runtime: nullable(Schema.Literal("pty", "headless")),
   // Sent by harness-driver 9.1.6; accepted and kept for the agent-lifecycle services (#18), which
-  // give restartPolicy, idleThresholdSecs, spawnMode and exitAfterTask their behaviour.
+  // give restartPolicy (AgentSupervisor), idleThresholdSecs, spawnMode and exitAfterTask (AgentIdleness) their behaviour.
   team: nullable(Schema.String),
   skipRelayPrompt: nullable(Schema.Boolean),
-  restartPolicy: nullable(Schema.Unknown),
+  restartPolicy: nullable(RestartPolicyBody),
+  restart_policy: nullable(RestartPolicyBody),
   idleThresholdSecs: nullable(Schema.Number),
   spawnMode: nullable(Schema.Literal("interactive", "task_exit", "single_shot")),
   exitAfterTask: nullable(Schema.Boolean),

@@ -2,8 +2,10 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
 import { type AgentInfo, AgentRegistry } from "../AgentRegistry.js"
+import { AgentSupervisor, type CrashRecord } from "../AgentSupervisor.js"
 import { type BrokerEvent, EventLog } from "../EventLog.js"
 import { agentNotFound, failure, json, queryParam } from "./responses.js"
 
@@ -46,7 +48,7 @@ const metrics = (startedAt: number) =>
         uptime_secs: Math.floor((now - startedAt) / 1000),
         active_agents: agents.length,
         total_spawned: events.filter((event) => event.kind === "agent_spawned").length,
-        total_crashes: crashes(events).length,
+        total_crashes: (yield* crashRecords).length,
         memory_bytes: process.memoryUsage().rss,
         pid: process.pid
       }
@@ -60,23 +62,29 @@ const crashes = (events: ReadonlyArray<BrokerEvent>) =>
 const crashReason = (event: BrokerEvent): string =>
   event["signal"] != null ? `signal ${String(event["signal"])}` : `exit code ${String(event["code"])}`
 
-/** `GET /api/crash-insights` → `{total_crashes, recent, patterns, health_score}` over the replay buffer. */
+/** The crashes AgentSupervisor recorded (every agent's), else those still in the event log's replay buffer. */
+const crashRecords = Effect.gen(function*() {
+  const supervisor = yield* Effect.serviceOption(AgentSupervisor)
+  if (Option.isSome(supervisor)) return yield* supervisor.value.crashes
+  return crashes(yield* (yield* EventLog).recent).map((event): CrashRecord => ({
+    name: String(event["name"]),
+    code: typeof event["code"] === "number" ? event["code"] : null,
+    signal: typeof event["signal"] === "number" || typeof event["signal"] === "string" ? event["signal"] : null,
+    reason: crashReason(event),
+    timestamp: new Date(typeof event["timestamp"] === "number" ? event["timestamp"] : 0).toISOString(),
+    uptime_secs: 0,
+    restarted: false
+  }))
+})
+
+/** `GET /api/crash-insights` → `{total_crashes, recent, patterns, health_score}`. */
 const crashInsights = Effect.gen(function*() {
-  const found = crashes(yield* (yield* EventLog).recent)
+  const found = yield* crashRecords
   const byReason = new Map<string, Array<string>>()
-  for (const event of found) {
-    const reason = crashReason(event)
-    byReason.set(reason, [...(byReason.get(reason) ?? []), String(event["name"])])
-  }
+  for (const crash of found) byReason.set(crash.reason, [...(byReason.get(crash.reason) ?? []), crash.name])
   return json({
     total_crashes: found.length,
-    recent: found.slice(-20).reverse().map((event) => ({
-      name: event["name"],
-      code: event["code"] ?? null,
-      signal: event["signal"] ?? null,
-      reason: crashReason(event),
-      timestamp: event["timestamp"] ?? null
-    })),
+    recent: found.slice(-20).reverse(),
     patterns: [...byReason].map(([reason, agents]) => ({ pattern: reason, count: agents.length, agents: [...new Set(agents)] })),
     // 100 with no crash; each recent crash costs 10 points.
     health_score: Math.max(0, 100 - found.length * 10)
