@@ -42,7 +42,13 @@ export interface AgentExit {
 
 export type RestartDecision =
   | { readonly _tag: "Unsupervised" }
-  | { readonly _tag: "Restart"; readonly restartCount: number; readonly delayMs: number }
+  | {
+    readonly _tag: "Restart"
+    readonly restartCount: number
+    readonly delayMs: number
+    readonly code: number | null
+    readonly signal: number | string | null
+  }
   | { readonly _tag: "Dead"; readonly reason: string }
 
 export interface CrashRecord {
@@ -127,6 +133,8 @@ export const makeWith = (settings: AgentSupervisorSettings = {}) =>
       return {
         _tag: "Restart",
         restartCount: before.restarts + 1,
+        code: exit.code,
+        signal: exit.signal,
         delayMs: Math.max(0, policy.cooldown_ms ?? defaultRestartPolicy.cooldown_ms)
       }
     }
@@ -179,6 +187,8 @@ export const makeWith = (settings: AgentSupervisorSettings = {}) =>
           return Effect.gen(function*() {
             yield* events.publish("agent_restarting", {
               name,
+              ...(decision.code === null ? {} : { code: decision.code }),
+              ...(decision.signal === null ? {} : { signal: decision.signal }),
               restart_count: decision.restartCount,
               delay_ms: decision.delayMs
             })

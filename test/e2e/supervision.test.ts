@@ -117,7 +117,7 @@ describe("supervision (restartPolicy)", () => {
         found.filter((event) => event.kind !== "agent_exited").map((event) => [event.kind, event["restart_count"]]),
         [["agent_restarting", 1], ["agent_restarted", 1], ["agent_restarting", 2], ["agent_restarted", 2]]
       )
-      assert.strictEqual(found[1]?.["delay_ms"], 1500)
+      assert.deepStrictEqual([found[1]?.["delay_ms"], found[1]?.["code"]], [1500, 3])
       assert.strictEqual(found[0]?.["code"], 3)
 
       const all = runs(agents, "w")
@@ -132,6 +132,8 @@ describe("supervision (restartPolicy)", () => {
       const w = listed.find((agent) => agent.name === "w")
       assert.strictEqual(w?.["agent_id"], spawned.agent_id)
       assert.notStrictEqual(w?.["pid"], spawned.pid)
+      const delivery = (yield* api(broker, "GET", "/api/node-delivery")).body["agents"] as ReadonlyArray<Record<string, unknown>>
+      assert.strictEqual(delivery.find((agent) => agent["agent"] === "w")?.["cursor"], 4)
       const insights = (yield* api(broker, "GET", "/api/crash-insights")).body as {
         total_crashes: number
         recent: ReadonlyArray<Record<string, unknown>>
