@@ -30,7 +30,10 @@ const json = (body: unknown, status = 200) => HttpServerResponse.unsafeJson(body
 
 /** Both of upstream's error envelopes at once: `{success:false, error}` and `{code, message}`. */
 const failure = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) =>
-  json({ success: false, ...extra, error: message, code, message, retryable: status >= 500 }, status)
+  json({ success: false, ...extra, error: message, code, message, retryable: status >= 500, ...retryableOf(extra) }, status)
+
+const retryableOf = (extra: Record<string, unknown>) =>
+  typeof extra["retryable"] === "boolean" ? { retryable: extra["retryable"] } : {}
 
 class BadRequest extends Data.TaggedError("BadRequest")<{ readonly field: string; readonly message: string }> {}
 
@@ -278,7 +281,8 @@ export const deliveryRoutes: HttpRouter.HttpRouter<never, DeliveryRoutesRequirem
 // a service it needs is absent (the control API's own tests build it without them).
 
 const unavailable = (what: string) =>
-  failure(503, "service_unavailable", `${what} is not running in this broker`)
+  // This broker's composition does not change while it runs: the same request never succeeds here.
+  failure(503, "service_unavailable", `${what} is not running in this broker`, { retryable: false })
 
 const withOptional = <I, S, A, E, R>(
   tag: Context.Tag<I, S>,

@@ -28,7 +28,7 @@ const forAgent = <E, R>(
   Effect.gen(function*() {
     const name = yield* nameParam
     const holds = yield* Effect.serviceOption(DeliveryHolds)
-    if (Option.isNone(holds)) return failure(503, "service_unavailable", "delivery modes are not running in this broker")
+    if (Option.isNone(holds)) return failure(503, "service_unavailable", "delivery modes are not running in this broker", { retryable: false })
     const registry = yield* AgentRegistry
     const live = yield* Effect.option(registry.lookup(name))
     if (Option.isNone(live)) return agentNotFound(name)

@@ -25,8 +25,11 @@ export const failure = (
     code,
     message,
     // True only where the same request can succeed later; a caller may say so itself.
-    retryable: typeof extra["retryable"] === "boolean" ? extra["retryable"] : status >= 500
+    retryable: typeof extra["retryable"] === "boolean" ? extra["retryable"] : retryableStatus(status)
   }, status)
+
+/** A server-side failure may pass; 501 (not implemented) never does, whatever the caller waits. */
+export const retryableStatus = (status: number): boolean => status >= 500 && status !== 501
 
 /** Upstream's exact 401 body. */
 export const unauthorized: HttpServerResponse.HttpServerResponse = json({
