@@ -12,10 +12,13 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import { AgentTools } from "../mcp/AgentTools.js"
-import { AgentReadiness, type Readiness, type ReadinessHandle } from "./AgentReadiness.js"
+import { AgentReadiness, type Readiness } from "./AgentReadiness.js"
+import { agentChildEnv, validateName } from "./agentEnv.js"
+import { type Binding, makeAgentBinding } from "./agentBinding.js"
+import { type Entry, type Restarting, type State, without } from "./agentEntry.js"
+import { makeOutputPublisher } from "./agentOutput.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { AgentSupervisor, type RestartDecision, type RestartPolicy } from "./AgentSupervisor.js"
 import { BrokerConfig } from "./BrokerConfig.js"
@@ -23,10 +26,8 @@ import { DeliveryBook } from "./DeliveryBook.js"
 import { EngineClient } from "./EngineClient.js"
 import {
   BindFailed,
-  type EngineHttpFailed,
   InvalidAgentName,
   NameTaken,
-  type NodeRequestFailed,
   type SpawnFailed,
   UnknownWorker
 } from "./errors.js"
@@ -105,71 +106,11 @@ export interface AgentRegistryOptions {
   readonly exitedCapacity?: number
 }
 
-/** The broker's own credentials: never in an agent's environment. */
-export const brokerSecretEnv: ReadonlyArray<string> = [
-  "RELAY_NODE_TOKEN",
-  "RELAY_WORKSPACE_KEY",
-  "AGENT_RELAY_WORKSPACE_KEY",
-  "RELAY_API_KEY",
-  "RELAY_BROKER_API_KEY"
-]
+export { brokerSecretEnv, validateName } from "./agentEnv.js"
 
-const namePattern = /^[A-Za-z0-9._-]{1,64}$/
-
-export const validateName = (name: string): Effect.Effect<string, InvalidAgentName> => {
-  if (name.length === 0) return Effect.fail(new InvalidAgentName({ agent: name, detail: "the name is empty" }))
-  if (name.length > 64) {
-    return Effect.fail(new InvalidAgentName({ agent: name, detail: `${name.length} characters, at most 64 allowed` }))
-  }
-  if (!namePattern.test(name)) {
-    return Effect.fail(new InvalidAgentName({ agent: name, detail: "only letters, digits, '.', '_' and '-' are allowed" }))
-  }
-  return Effect.succeed(name)
-}
-
-interface Binding {
-  readonly agentId: string
-  readonly token: Redacted.Redacted<string>
-  readonly warning?: string
-}
-
-interface Entry {
-  readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness">
-  /** What a restart launches again, with the same binding. */
-  readonly spec: SpawnSpec
-  readonly binding: Binding
-  readonly readiness: ReadinessHandle
-  readonly pty: Pty
-  readonly token: Redacted.Redacted<string>
-  readonly scope: Scope.CloseableScope
-  readonly invocationId?: string
-  readonly sessionRef?: string
-  readonly activity: { at: number }
-  pump?: Fiber.RuntimeFiber<void>
-}
-
-interface State {
-  readonly live: ReadonlyMap<string, Entry>
-  /** Names between validation and the end of `spawn`: taken, too. */
-  readonly starting: ReadonlySet<string>
-  /** Agents whose process ended by itself, oldest first (bounded). */
-  readonly exited: ReadonlyMap<string, AgentInfo>
-  /** Agents waiting for a restart: still bound, cursor kept; `back` says whether they came back. */
-  readonly restarting: ReadonlyMap<string, Restarting>
-}
-
-interface Restarting {
-  readonly spec: SpawnSpec
-  readonly binding: Binding
-  readonly info: AgentInfo
-  readonly back: Deferred.Deferred<boolean>
-}
-
-const without = <K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> => {
-  const next = new Map(map)
-  next.delete(key)
-  return next
-}
+// The registry of agents this node runs: spawn (bind, launch, register), inject, exits, restarts,
+// release. Binding: agentBinding.ts; names and the child's environment: agentEnv.ts; per-agent
+// entry and state: agentEntry.ts; `worker_stream` batching: agentOutput.ts.
 
 export const makeWith = (options: AgentRegistryOptions = {}) =>
   Effect.gen(function*() {
@@ -182,6 +123,9 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     const deliveryBook = yield* DeliveryBook
     const readiness = yield* AgentReadiness
     const layerScope = yield* Effect.scope
+    const { bind, deregister } = makeAgentBinding({ config, nodeControl, engine })
+    const childEnv = (spec: SpawnSpec, harness: ReturnType<typeof resolveHarness>, binding: Binding) =>
+      agentChildEnv({ baseEnv: options.baseEnv ?? process.env, baseUrl: config.baseUrl }, spec, harness, binding)
     // When present, an agent's scope also ends the processes it left behind (detached helpers).
     const processTree = yield* Effect.serviceOption(ProcessTree)
     // The agent-relay MCP tools, when composed in (the daemon does): wiring, preflight, tokens.
@@ -189,8 +133,11 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
     // Restarts by policy, when composed in (the daemon does).
     const supervisor = yield* Effect.serviceOption(AgentSupervisor)
 
-    const flushInterval = options.streamFlushInterval ?? "16 millis"
-    const flushChars = options.streamFlushChars ?? 4096
+    const publishOutput = makeOutputPublisher({
+      events,
+      flushInterval: options.streamFlushInterval ?? "16 millis",
+      flushChars: options.streamFlushChars ?? 4096
+    })
     const exitedCapacity = options.exitedCapacity ?? 1024
 
     const state = yield* Ref.make<State>({ live: new Map(), starting: new Set(), exited: new Map(), restarting: new Map() })
@@ -204,74 +151,6 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       lastActivityAt: entry.activity.at,
       readiness: entry.readiness.peek()
     })
-
-    // -- binding ------------------------------------------------------------------------------
-
-    const httpBind = (name: string) =>
-      Effect.gen(function*() {
-        const created = yield* engine.createAgent(config.workspaceKey, { name, type: "agent" }).pipe(
-          Effect.catchIf(
-            (error) => error.status === 409 || error.code === "agent_already_exists",
-            () => engine.rotateAgentToken(config.workspaceKey, name)
-          )
-        )
-        yield* engine.bindAgentToNode(config.workspaceKey, config.nodeName, name)
-        return created
-      })
-
-    const bindFailed = (name: string, nodeError: NodeRequestFailed, httpError: EngineHttpFailed) =>
-      new BindFailed({
-        agent: name,
-        reason: httpError.status !== undefined ? "Rejected" : nodeError.reason === "Timeout" ? "Timeout" : "Transport",
-        detail: `agent.register: ${nodeError.message}; HTTP fallback: ${httpError.message}`
-      })
-
-    const bind = (spec: SpawnSpec): Effect.Effect<Binding, BindFailed> =>
-      nodeControl.registerAgent({
-        name: spec.name,
-        ...(spec.invocationId === undefined ? {} : { invocation_id: spec.invocationId }),
-        ...(spec.sessionRef === undefined ? {} : { session_ref: spec.sessionRef })
-      }).pipe(
-        Effect.map((data): Binding => ({ agentId: data.agent_id, token: Redacted.make(data.token) })),
-        Effect.catchAll((nodeError) =>
-          httpBind(spec.name).pipe(
-            Effect.map((created): Binding => ({
-              agentId: created.id,
-              token: created.token,
-              warning: `agent.register over node control failed (${nodeError.message}); ` +
-                `the agent was bound to node '${config.nodeName}' through the engine's HTTP API`
-            })),
-            Effect.mapError((httpError) => bindFailed(spec.name, nodeError, httpError))
-          )
-        )
-      )
-
-    const deregister = (agentId: string, name: string) =>
-      nodeControl.send({ v: 1, type: "agent.deregister", agent_id: agentId, name })
-
-    // -- the child's environment --------------------------------------------------------------
-
-    const childEnv = (
-      spec: SpawnSpec,
-      harness: ReturnType<typeof resolveHarness>,
-      binding: Binding
-    ): Record<string, string> => {
-      const env: Record<string, string> = {}
-      for (const [key, value] of Object.entries(options.baseEnv ?? process.env)) {
-        if (value !== undefined) env[key] = value
-      }
-      for (const key of [...brokerSecretEnv, ...harness.unsetEnv]) delete env[key]
-      Object.assign(env, harness.env, spec.env ?? {})
-      Object.assign(env, {
-        RELAY_AGENT_TOKEN: Redacted.value(binding.token),
-        RELAY_AGENT_NAME: spec.name,
-        RELAY_AGENT_TYPE: "agent",
-        RELAY_BASE_URL: config.baseUrl,
-        RELAY_STRICT_AGENT_NAME: "1",
-        RELAY_SKIP_BOOTSTRAP: "1"
-      })
-      return env
-    }
 
     // -- after the process ---------------------------------------------------------------------
 
@@ -334,40 +213,6 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       }).pipe(Effect.uninterruptible, Effect.annotateLogs({ module: "AgentRegistry" }))
 
     // -- spawn --------------------------------------------------------------------------------
-
-    // `worker_stream` batching: output is appended to a plain string and published by one flusher
-    // (after `flushInterval`) or at once at `flushChars`. A Sink/Schedule aggregation per agent cost
-    // milliseconds of CPU per delivery (every injected line comes back as echo).
-    const publishOutput = (entry: Entry) =>
-      Effect.gen(function*() {
-        let pending = ""
-        // One publisher at a time, so that batches reach the event log in order.
-        const publishing = yield* Effect.makeSemaphore(1)
-        const due = yield* Effect.makeLatch(false)
-        const flush = publishing.withPermits(1)(Effect.suspend(() => {
-          if (pending.length === 0) return Effect.void
-          const chunk = pending
-          pending = ""
-          return events.publish("worker_stream", { name: entry.info.name, stream: "stdout", chunk })
-        }))
-        // Closing the latch before taking the buffer: output appended after the take reopens it.
-        yield* Effect.forkScoped(Effect.forever(
-          due.await.pipe(
-            Effect.zipRight(Effect.sleep(flushInterval)),
-            Effect.zipRight(due.close),
-            Effect.zipRight(flush)
-          )
-        ))
-        yield* Stream.runForEachChunk(entry.pty.output, (chunks) =>
-          Effect.flatMap(now, (at) => {
-            entry.activity.at = at
-            const wasEmpty = pending.length === 0
-            for (const chunk of chunks) pending += chunk
-            if (pending.length >= flushChars) return flush
-            return wasEmpty && pending.length > 0 ? due.open : Effect.void
-          }))
-        yield* flush
-      }).pipe(Effect.scoped)
 
     // Every message, the task first, waits for the agent to be ready and, in a TUI, shows on its screen before Enter.
     const typeInto = (keyboard: Keyboard, text: string, mode: InjectMode) =>
