@@ -85,6 +85,24 @@ export const joinChannel = (channelId: string, agentId: string, role = "member")
     return inserted.length > 0
   })
 
+/** The identity fields of a new agent; the rest start as a self-connected agent with no deliveries. */
+export type NewAgent = Pick<AgentRow, "workspace_id" | "name" | "type" | "status" | "token_hash" | "persona" | "metadata" | "capabilities"> &
+  Partial<AgentRow>
+
+export const newAgentRow = (at: number, fields: NewAgent): AgentRow => ({
+  id: snowflake(),
+  location_type: "self_connected",
+  location_node_id: null,
+  origin_node_id: null,
+  session_ref: null,
+  resumable: 0,
+  delivery_ack_seq: 0,
+  last_seq: 0,
+  last_seen: at,
+  created_at: at,
+  ...fields
+})
+
 export const joinGeneral = (workspaceId: string, agentId: string) =>
   Effect.gen(function*() {
     const general = yield* channelByName(workspaceId, "general")

@@ -1,12 +1,11 @@
 import * as Effect from "effect/Effect"
 import type { Json } from "../wire/Json.js"
 import type { AgentDeregister, AgentRegister, InventorySync } from "../wire/index.js"
-import { agentByName, bindAgentToNode, joinGeneral, rotateAgentToken } from "./directory.js"
+import { agentByName, bindAgentToNode, joinGeneral, newAgentRow, rotateAgentToken } from "./directory.js"
 import { Actions } from "./Actions.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { fail } from "./EngineError.js"
 import { EngineStore, now } from "./EngineStore.js"
-import { snowflake } from "./ids.js"
 import { requireSessionNode } from "./nodeRegistration.js"
 import type { NodeSession } from "./NodeSockets.js"
 import { providerOffline } from "./providers.js"
@@ -30,8 +29,7 @@ export const registerAgent = (session: NodeSession, frame: AgentRegister) =>
     const fleet = { node_id: node.id, invocation_id: frame.invocation_id ?? null, registered_at: new Date(at).toISOString() }
     let agent: AgentRow
     if (existing === undefined) {
-      agent = {
-        id: snowflake(),
+      agent = newAgentRow(at, {
         workspace_id: node.workspace_id,
         name: frame.name,
         type: "agent",
@@ -44,12 +42,8 @@ export const registerAgent = (session: NodeSession, frame: AgentRegister) =>
         location_node_id: node.id,
         origin_node_id: node.id,
         session_ref: frame.session_ref ?? null,
-        resumable: frame.resumable === true ? 1 : 0,
-        delivery_ack_seq: 0,
-        last_seq: 0,
-        last_seen: at,
-        created_at: at
-      }
+        resumable: frame.resumable === true ? 1 : 0
+      })
       yield* sql`INSERT INTO agents ${sql.insert(agent)}`
     } else {
       const hereAlready = existing.location_type === "via_node" && existing.location_node_id === node.id

@@ -2,10 +2,10 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Json, JsonObject } from "../../wire/Json.js"
-import { agentByName, joinGeneral, requireAgent, rotateAgentToken } from "../directory.js"
+import { agentByName, joinGeneral, newAgentRow, requireAgent, rotateAgentToken } from "../directory.js"
 import { EngineStore, now } from "../EngineStore.js"
 import { badRequest, conflict } from "../EngineError.js"
-import { newAgentToken, sha256Hex, snowflake } from "../ids.js"
+import { newAgentToken, sha256Hex } from "../ids.js"
 import { agentJson, type AgentRow, iso } from "../rows.js"
 import { authenticate, body, created, handle, ok, okBare, param, query, Required } from "./support.js"
 
@@ -30,8 +30,7 @@ const createAgent = handle(Effect.gen(function*() {
   }
   const token = newAgentToken()
   const at = yield* now
-  const agent: AgentRow = {
-    id: snowflake(),
+  const agent = newAgentRow(at, {
     workspace_id: workspace.id,
     name: input.name,
     type: input.type ?? "agent",
@@ -39,17 +38,8 @@ const createAgent = handle(Effect.gen(function*() {
     token_hash: sha256Hex(token),
     persona: input.persona ?? null,
     metadata: JSON.stringify(input.metadata ?? {}),
-    capabilities: input.capabilities === undefined || input.capabilities === null ? null : JSON.stringify(input.capabilities),
-    location_type: "self_connected",
-    location_node_id: null,
-    origin_node_id: null,
-    session_ref: null,
-    resumable: 0,
-    delivery_ack_seq: 0,
-    last_seq: 0,
-    last_seen: at,
-    created_at: at
-  }
+    capabilities: input.capabilities === undefined || input.capabilities === null ? null : JSON.stringify(input.capabilities)
+  })
   yield* sql`INSERT INTO agents ${sql.insert(agent)}`
   yield* joinGeneral(workspace.id, agent.id)
   return created({

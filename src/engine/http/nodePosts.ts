@@ -1,9 +1,9 @@
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Effect from "effect/Effect"
-import { agentByName, joinGeneral, workspaceById } from "../directory.js"
+import { agentByName, joinGeneral, newAgentRow, workspaceById } from "../directory.js"
 import { EngineStore, now } from "../EngineStore.js"
 import { badRequest, fail, unauthorized } from "../EngineError.js"
-import { sha256Hex, snowflake } from "../ids.js"
+import { sha256Hex } from "../ids.js"
 import type { AgentRow, NodeRow, WorkspaceRow } from "../rows.js"
 import { parseObject } from "../rows.js"
 
@@ -45,8 +45,7 @@ export const nodeSender = (node: NodeRow, from: string | null | undefined) =>
       return existing
     }
     const at = yield* now
-    const agent: AgentRow = {
-      id: snowflake(),
+    const agent = newAgentRow(at, {
       workspace_id: node.workspace_id,
       name,
       type: "system",
@@ -55,16 +54,8 @@ export const nodeSender = (node: NodeRow, from: string | null | undefined) =>
       persona: null,
       metadata: JSON.stringify({ attributed_node_id: node.id }),
       capabilities: null,
-      location_type: "self_connected",
-      location_node_id: null,
-      origin_node_id: node.id,
-      session_ref: null,
-      resumable: 0,
-      delivery_ack_seq: 0,
-      last_seq: 0,
-      last_seen: at,
-      created_at: at
-    }
+      origin_node_id: node.id
+    })
     yield* sql`INSERT INTO agents ${sql.insert(agent)}`
     yield* joinGeneral(node.workspace_id, agent.id)
     return agent
