@@ -13,6 +13,7 @@ import { EngineConfig } from "./EngineConfig.js"
 import { EngineStore } from "./EngineStore.js"
 import * as ActionRoutes from "./http/actions.js"
 import * as AgentRoutes from "./http/agents.js"
+import * as AgentUpdateRoutes from "./http/agentUpdates.js"
 import * as ChannelAdminRoutes from "./http/channelAdmin.js"
 import * as ChannelRoutes from "./http/channels.js"
 import * as MessageDeliveryRoutes from "./http/messageDeliveries.js"
@@ -38,6 +39,7 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.concat(WorkspaceRoutes.routes),
   HttpRouter.concat(ActionRoutes.routes),
   HttpRouter.concat(AgentRoutes.routes),
+  HttpRouter.concat(AgentUpdateRoutes.routes),
   HttpRouter.concat(NodeRoutes.routes),
   HttpRouter.concat(ChannelRoutes.routes),
   HttpRouter.concat(ChannelAdminRoutes.routes),

@@ -28,6 +28,7 @@ export const make = (dispatch: InvocationDispatch) => Effect.gen(function*() {
       if (input["delete_agent"] === true) {
         yield* sql`DELETE FROM members WHERE agent_id = ${agent.id}`
         yield* sql`DELETE FROM bindings WHERE agent_id = ${agent.id}`
+        yield* sql`DELETE FROM agent_events WHERE agent_id = ${agent.id}`
         yield* sql`DELETE FROM agents WHERE id = ${agent.id}`
         return
       }

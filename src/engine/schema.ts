@@ -83,5 +83,12 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
     `ALTER TABLE actions ADD COLUMN queue INTEGER NOT NULL DEFAULT 0`,
     `ALTER TABLE invocations ADD COLUMN dispatched_provider TEXT`,
     `ALTER TABLE members ADD COLUMN is_muted INTEGER NOT NULL DEFAULT 0`
+  ],
+  [
+    // What a 12.4.1 broker reports about its agents (POST /v1/agents/:name/events), newest kept.
+    `CREATE TABLE agent_events (
+      id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}',
+      created_at INTEGER NOT NULL)`,
+    `CREATE INDEX agent_events_by_agent ON agent_events (agent_id, created_at)`
   ]
 ]
