@@ -113,6 +113,12 @@ export const memberIds = (channelId: string) =>
   Effect.flatMap(EngineStore, ({ sql }) =>
     Effect.map(sql<{ agent_id: string }>`SELECT agent_id FROM members WHERE channel_id = ${channelId}`, (rows) => rows.map((row) => row.agent_id)))
 
+/** Members who muted the channel: no delivery for its posts and replies unless @mentioned. */
+export const mutedMemberIds = (channelId: string) =>
+  Effect.flatMap(EngineStore, ({ sql }) =>
+    Effect.map(sql<{ agent_id: string }>`SELECT agent_id FROM members WHERE channel_id = ${channelId} AND is_muted = 1`, (rows) =>
+      new Set(rows.map((row) => row.agent_id))))
+
 export const memberAgents = (channelId: string) =>
   Effect.flatMap(EngineStore, ({ sql }) =>
     sql<AgentRow>`SELECT a.* FROM agents a JOIN members m ON m.agent_id = a.id WHERE m.channel_id = ${channelId} ORDER BY a.name`)

@@ -1,6 +1,6 @@
 import * as Effect from "effect/Effect"
 import type { Json } from "../wire/Json.js"
-import { createChannel, joinChannel, memberAgents } from "./directory.js"
+import { createChannel, joinChannel, memberAgents, mutedMemberIds } from "./directory.js"
 import { Dispatcher, type Recipient, type WireMode } from "./Dispatcher.js"
 import { EngineStore, now } from "./EngineStore.js"
 import { sha256Hex, snowflake } from "./ids.js"
@@ -49,10 +49,10 @@ export const postChannelMessage = (post: ChannelPost) =>
       attachments: [],
       injection_mode: post.mode
     }
-    const recipients: ReadonlyArray<Recipient> = others(yield* memberAgents(post.channel.id), post.sender.id).map((agent) => ({
-      agent,
-      reason: mentions.includes(agent.name) ? "mention" : "message"
-    }))
+    const muted = yield* mutedMemberIds(post.channel.id)
+    const recipients: ReadonlyArray<Recipient> = others(yield* memberAgents(post.channel.id), post.sender.id)
+      .filter((agent) => !muted.has(agent.id) || mentions.includes(agent.name))
+      .map((agent) => ({ agent, reason: mentions.includes(agent.name) ? "mention" : "message" }))
     yield* dispatcher.post({
       id,
       workspaceId: post.channel.workspace_id,
@@ -79,6 +79,7 @@ export const postReply = (sender: AgentRow, parent: MessageRow, channel: Channel
     const id = snowflake()
     const createdAt = yield* now
     const threadId = parent.thread_id ?? parent.id
+    const muted = yield* mutedMemberIds(channel.id)
     const response = {
       id,
       channel_id: channel.id,
@@ -106,7 +107,9 @@ export const postReply = (sender: AgentRow, parent: MessageRow, channel: Channel
       eventType: "thread.reply",
       payloadData: { ...response, from_name: sender.name },
       createdAt,
-      recipients: others(yield* memberAgents(channel.id), sender.id).map((agent) => ({ agent, reason: "thread-reply" }))
+      recipients: others(yield* memberAgents(channel.id), sender.id)
+        .filter((agent) => !muted.has(agent.id))
+        .map((agent) => ({ agent, reason: "thread-reply" }))
     })
     return response
   })
