@@ -1,64 +1,9 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
-import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import { connect, connectionOptions } from "./client.js"
-import { reported } from "./errors.js"
-import { ago, json, list, pick, table, text } from "./format.js"
+import { connectionOptions, runPlain } from "./client.js"
+import { agents } from "./run/agents.js"
 
-const pendingOf = (agent: unknown, queued: ReadonlyMap<string, number> | undefined): string => {
-  const own = pick(agent, "pending_messages", "pending_deliveries", "pendingDeliveries", "pending")
-  if (typeof own === "number") return String(own)
-  if (Array.isArray(own)) return String(own.length)
-  if (queued === undefined) return "-"
-  return String(queued.get(text(pick(agent, "name"), "")) ?? 0)
-}
-
-/**
- * Pending deliveries per agent, for daemons whose agent rows do not carry the count: the local queue
- * of `/api/status` plus the node deliveries held behind a gap in `/api/node-delivery`.
- */
-export const queuedPerAgent = (status: unknown, nodeDelivery: unknown): ReadonlyMap<string, number> => {
-  const counts = new Map<string, number>()
-  const add = (name: string, count: number) => {
-    if (name !== "") counts.set(name, (counts.get(name) ?? 0) + count)
-  }
-  for (const delivery of list(pick(status, "pending_deliveries"))) {
-    add(text(pick(delivery, "worker_name", "agent", "name", "to"), ""), 1)
-  }
-  for (const agent of list(pick(nodeDelivery, "agents"))) {
-    add(text(pick(agent, "agent", "name"), ""), list(pick(agent, "held")).length)
-  }
-  return counts
-}
-
-/** `ready (screen)`, `starting`, `blocked: <the screen's first line>`; a warning is marked `!`. */
-export const readinessOf = (agent: unknown): string => {
-  const state = pick(agent, "readiness")
-  if (typeof state !== "string") return "-"
-  if (state === "blocked") return `blocked: ${text(pick(agent, "blocked_screen"), "")}`
-  const source = pick(agent, "readiness_source")
-  const warned = typeof pick(agent, "readiness_warning") === "string" ? "!" : ""
-  return typeof source === "string" ? `${state} (${source})${warned}` : state
-}
-
-export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | undefined, now = Date.now()): string => {
-  const agents = list(pick(spawned, "agents"))
-  if (agents.length === 0) return "no live agents"
-  return table(
-    ["NAME", "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"],
-    agents.map((agent) => [
-      text(pick(agent, "name")),
-      text(pick(agent, "cli", "runtime")),
-      text(pick(agent, "pid", "workerPid")),
-      text(pick(agent, "current_state", "status", "state")),
-      readinessOf(agent),
-      ago(pick(agent, "last_activity_at", "last_activity_ms", "lastActivityAt"), now),
-      pendingOf(agent, queued)
-    ])
-  )
-}
+export { queuedPerAgent, readinessOf, render } from "./run/agents.js"
 
 export const command = Command.make(
   "agents",
@@ -66,23 +11,5 @@ export const command = Command.make(
     ...connectionOptions,
     json: Options.boolean("json").pipe(Options.withDescription("Print the daemon's raw JSON"))
   },
-  (options) =>
-    Effect.gen(function*() {
-      const daemon = yield* connect(options)
-      const spawned = yield* daemon.call("GET", "/api/spawned")
-      if (options.json) return yield* Console.log(json(spawned))
-      const needsQueue = list(pick(spawned, "agents")).some((agent) =>
-        pick(agent, "pending_messages", "pending_deliveries", "pendingDeliveries", "pending") === undefined
-      )
-      const [status, nodeDelivery] = needsQueue
-        ? yield* Effect.all([
-          Effect.option(daemon.call("GET", "/api/status")),
-          Effect.option(daemon.call("GET", "/api/node-delivery"))
-        ], { concurrency: "unbounded" })
-        : [Option.none(), Option.none()]
-      const queued = Option.isNone(status) && Option.isNone(nodeDelivery)
-        ? undefined
-        : queuedPerAgent(Option.getOrUndefined(status), Option.getOrUndefined(nodeDelivery))
-      yield* Console.log(render(spawned, queued))
-    }).pipe(reported("agents"))
+  (options) => runPlain("agents", options, (daemon) => agents(daemon, { json: options.json }))
 ).pipe(Command.withDescription("List the live agents: name, cli, pid, status, readiness (and how it was decided), last activity, pending deliveries"))

@@ -2,6 +2,7 @@ import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { ClientFailure, failureMessage } from "./daemonHttp.js"
 
 // The failures a client command reports: one line on stderr each, and an exit code.
 
@@ -10,7 +11,7 @@ export class NoDaemon extends Schema.TaggedError<NoDaemon>()("NoDaemon", {
   detail: Schema.String
 }) {
   override get message() {
-    return `no daemon running (${this.detail})`
+    return failureMessage("NoDaemon", this.detail, 0)
   }
 }
 
@@ -21,7 +22,7 @@ export class DaemonFailed extends Schema.TaggedError<DaemonFailed>()("DaemonFail
   detail: Schema.String
 }) {
   override get message() {
-    return this.status > 0 ? `${this.detail} (HTTP ${this.status})` : this.detail
+    return failureMessage("DaemonFailed", this.detail, this.status)
   }
 }
 
@@ -35,6 +36,29 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
 }
 
 export type ClientError = NoDaemon | DaemonFailed | UsageError
+
+/** The quick path's failure (src/cli/daemonHttp.ts) as the typed error of the Effect commands. */
+export const fromFailure = (failure: ClientFailure): ClientError =>
+  failure.kind === "NoDaemon"
+    ? new NoDaemon({ detail: failure.detail })
+    : failure.kind === "UsageError"
+    ? new UsageError({ detail: failure.detail })
+    : new DaemonFailed({ status: failure.status, detail: failure.detail, ...(failure.code !== undefined ? { code: failure.code } : {}) })
+
+/** A promise of the plain client code as an Effect: a ClientFailure is its typed error, anything else a defect. */
+export const fromPromise = <A>(run: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, ClientError> =>
+  Effect.flatMap(
+    Effect.promise((signal) =>
+      run(signal).then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => {
+          if (error instanceof ClientFailure) return { ok: false as const, failure: error }
+          throw error
+        }
+      )
+    ),
+    (result) => (result.ok ? Effect.succeed(result.value) : Effect.fail(fromFailure(result.failure)))
+  )
 
 /** 0 success, 1 a failure (reported by the daemon, or no daemon), 2 bad usage. */
 export const exitCodeOf = (error: ClientError): 1 | 2 => (error._tag === "UsageError" ? 2 : 1)

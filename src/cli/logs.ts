@@ -5,9 +5,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import { connect, connectionOptions } from "./client.js"
-import { DaemonFailed, reported } from "./errors.js"
+import { DaemonFailed, fromPromise, reported } from "./errors.js"
 import { subscribe } from "./events.js"
-import { pick, text } from "./format.js"
+import { snapshot } from "./run/agentControl.js"
 
 const endKinds: ReadonlySet<string> = new Set(["agent_exited", "agent_exit", "agent_released", "agent_permanently_dead"])
 
@@ -30,9 +30,7 @@ export const command = Command.make(
       const daemon = yield* connect(options)
       // Subscribe before taking the snapshot, so nothing written in between is lost.
       const events = options.follow ? yield* subscribe(daemon) : undefined
-      const snapshot = yield* daemon.call("GET", `/api/spawned/${encodeURIComponent(options.name)}/snapshot?format=plain`)
-      const screen = text(pick(snapshot, "screen", "text", "output"), "")
-      yield* write(screen === "" || screen.endsWith("\n") ? screen : `${screen}\n`)
+      yield* write(yield* fromPromise(() => snapshot(daemon.connection, options.name)))
       if (events === undefined) return
       // Output that arrived while the snapshot was taken may also be in it: printing it twice beats losing it.
       while (true) {

@@ -1,22 +1,11 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
-import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { connect, connectionOptions } from "./client.js"
-import { DaemonFailed, reported } from "./errors.js"
-import { pick, record, text } from "./format.js"
+import { connectionOptions, runPlain } from "./client.js"
+import { send } from "./run/agentControl.js"
 
-/** The daemon's answer as `key=value` pairs, `success` left out (it is implied). */
-export const describe = (answer: unknown): string =>
-  Object.entries(record(answer))
-    .filter(([key, value]) => key !== "success" && value !== undefined && value !== null)
-    .map(([key, value]) => `${key}=${text(value)}`)
-    .join(" ")
-
-const optional = <K extends string>(key: K, value: Option.Option<string>) =>
-  Option.match(value, { onNone: () => ({}), onSome: (present) => ({ [key]: present }) })
+export { describe } from "./run/agentControl.js"
 
 export const command = Command.make(
   "send",
@@ -29,19 +18,12 @@ export const command = Command.make(
     steer: Options.boolean("steer").pipe(Options.withDescription("Interrupt the agent instead of waiting for its turn to end"))
   },
   (options) =>
-    Effect.gen(function*() {
-      const daemon = yield* connect(options)
-      const answer = yield* daemon.call("POST", "/api/send", {
+    runPlain("send", options, (daemon) =>
+      send(daemon, {
         to: options.to,
         text: options.text,
-        ...optional("from", options.from),
-        ...optional("thread", options.thread),
-        ...(options.steer ? { mode: "steer" } : {})
-      })
-      if (pick(answer, "success") === false) {
-        return yield* new DaemonFailed({ status: 200, detail: text(pick(answer, "error"), "the daemon did not send the message") })
-      }
-      const details = describe(answer)
-      yield* Console.log(details === "" ? `sent to ${options.to}` : `sent to ${options.to}: ${details}`)
-    }).pipe(reported("send"))
+        from: Option.getOrUndefined(options.from),
+        thread: Option.getOrUndefined(options.thread),
+        steer: options.steer
+      }))
 ).pipe(Command.withDescription("Send a message to an agent or a #channel and print what the daemon reported"))

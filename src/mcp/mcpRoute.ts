@@ -9,7 +9,6 @@ import { json } from "../broker/http/responses.js"
 import { callingAgent } from "./agentRoutes.js"
 import { AgentTools } from "./AgentTools.js"
 import { makeRelayHttp } from "./relayHttp.js"
-import { createToolServer } from "./server.js"
 
 // `/mcp`: the agent-relay tools over Streamable HTTP, for harnesses that take an HTTP MCP server
 // (claude, codex, gemini, opencode). Authenticated by the agent's own token (`Authorization: Bearer`),
@@ -43,9 +42,11 @@ const mcp = Effect.gen(function*() {
     ...(body === undefined ? {} : { body })
   })
   const response = yield* Effect.promise(async () => {
-    const { WebStandardStreamableHTTPServerTransport } = await import(
-      "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"
-    )
+    // The MCP SDK (with zod and ajv, ~450 KB of code) loads on the first /mcp request, not at startup.
+    const [{ WebStandardStreamableHTTPServerTransport }, { createToolServer }] = await Promise.all([
+      import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"),
+      import("./server.js")
+    ])
     const server = createToolServer(context, {
       version: packageVersion,
       onInitialized: () => {
