@@ -34,7 +34,7 @@ const external = ["node-pty", "better-sqlite3", "bufferutil", "utf-8-validate"]
  * load the real package on first call, so it costs nothing until then. Only its functions (and
  * classes) are exported: esbuild warns at build time when bundled code reads any other name.
  */
-const lazyPackages = ["undici", "yaml", "toml", "ini"]
+const lazyPackages = ["undici", "yaml", "toml", "ini", "mime"]
 
 const lazyStub = (pkg) => {
   const requireFromBin = createRequire(join(binDir, "x.js"))
@@ -56,6 +56,22 @@ const lazy = {
     const stubs = new Map(lazyPackages.map((pkg) => [pkg, lazyStub(pkg)]))
     build.onResolve({ filter: new RegExp(`^(${[...stubs.keys()].join("|")})$`) }, (args) => ({ path: args.path, namespace: "lazy-package" }))
     build.onLoad({ filter: /.*/, namespace: "lazy-package" }, (args) => ({ contents: stubs.get(args.path), loader: "js", resolveDir: root }))
+  }
+}
+
+/**
+ * fast-check is reached through effect/Schema (its arbitraries, for property tests) and never called
+ * by this program: a stub in its place keeps 58 KB of code (and their evaluation) out of every start.
+ * The stub's function throws if it ever is called.
+ */
+const withoutFastCheck = {
+  name: "without-fast-check",
+  setup(build) {
+    build.onResolve({ filter: /^fast-check$/ }, () => ({ path: "fast-check", namespace: "unbundled" }))
+    build.onLoad({ filter: /.*/, namespace: "unbundled" }, () => ({
+      contents: 'export function array() { throw new Error("fast-check is not part of the relay-broker bundles (property tests import it directly)") }',
+      loader: "js"
+    }))
   }
 }
 
@@ -148,7 +164,7 @@ const bundle = async () => {
       entryNames: "[name]",
       chunkNames: "chunks/[name]-[hash]",
       splitting: true,
-      plugins: [commandEntries(entries, { own: file, discover: false }), lazy]
+      plugins: [commandEntries(entries, { own: file, discover: false }), lazy, withoutFastCheck]
     })))
   const written = results.flatMap((result) => Object.keys(result.metafile.outputs).map((output) => at(output)))
   linkEntries(written)
