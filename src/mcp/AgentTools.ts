@@ -14,6 +14,7 @@ import { EventLog } from "../broker/EventLog.js"
 import { splitCommandLine } from "../broker/harness.js"
 import { wiringFor } from "../broker/mcpWiring.js"
 import { applyWiring } from "./applyWiring.js"
+import { stdioNodeFlags } from "./launch.js"
 import { preflight } from "./preflight.js"
 
 // The daemon's side of the agent-relay tools: which token belongs to which of its agents (the
@@ -80,7 +81,7 @@ export const stdioServerCommand = (env: NodeJS.ProcessEnv = process.env) => {
     const [command = override, ...args] = splitCommandLine(override)
     return { command, args }
   }
-  return { command: process.execPath, args: [fileURLToPath(new URL("../../dist/main.js", import.meta.url)), "mcp"] }
+  return { command: process.execPath, args: [...stdioNodeFlags, fileURLToPath(new URL("../../dist/main.js", import.meta.url)), "mcp"] }
 }
 
 const digest = (value: string) => createHash("sha256").update(value).digest()

@@ -7,6 +7,7 @@ import {
   ListToolsRequestSchema,
   McpError
 } from "@modelcontextprotocol/sdk/types.js"
+import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js"
 import { agentTools, resultTool } from "./workspaceTools.js"
 import type { Tool, ToolContext, ToolResult } from "./context.js"
 import { formatInbox, type Inbox } from "./inbox.js"
@@ -46,6 +47,15 @@ export const systemPrompt = `You are an AI agent in a collaborative workspace po
 - Use threads for detailed discussions to keep channels organized
 - React with emoji to acknowledge messages
 - Keep messages concise and actionable`
+
+/**
+ * The SDK validates elicitation answers with a JSON Schema validator (ajv by default, ~5 MB of a
+ * stdio server's memory). This server never asks for an elicitation, so it needs none; the stdio
+ * bundle leaves ajv out (scripts/build.mjs).
+ */
+const noElicitation: jsonSchemaValidator = {
+  getValidator: () => () => ({ valid: false, data: undefined, errorMessage: "the agent-relay server asks for no elicitation" })
+}
 
 /** Tools whose results never get the pending inbox appended (upstream's SKIP_PIGGYBACK). */
 const skipInbox: ReadonlySet<string> = new Set(["check_inbox", "create_workspace", "set_workspace_key", "register_agent"])
@@ -100,7 +110,7 @@ export interface ServerOptions {
 export const createToolServer = (context: ToolContext, options: ServerOptions): Server => {
   const server = new Server(
     { name: serverName, version: options.version },
-    { capabilities: { tools: {}, prompts: {} } }
+    { capabilities: { tools: {}, prompts: {} }, jsonSchemaValidator: noElicitation }
   )
   const tools = toolsFor(context)
   const listed = tools.map((tool) => ({

@@ -5,6 +5,8 @@
 // (a tool call would fail; none is made). Ours only; no upstream column.
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { pathToFileURL } from "node:url"
 import { now } from "../lib/procs.mjs"
 import { median } from "../lib/stats.mjs"
 
@@ -25,10 +27,19 @@ const peakRssMb = (pid) => {
   }
 }
 
-const runOnce = ({ entry, env, timeoutMs }) =>
+/** The Node flags a harness launches the server with (dist/mcp/launch.js, beside the bundle), so the figures are the real launch's. */
+const launchFlags = async (entry) => {
+  try {
+    return [...(await import(pathToFileURL(join(dirname(entry), "mcp", "launch.js")).href)).stdioNodeFlags]
+  } catch {
+    return []
+  }
+}
+
+const runOnce = ({ entry, flags, env, timeoutMs }) =>
   new Promise((resolve, reject) => {
     const startedAt = now()
-    const child = spawn(process.execPath, [entry, "mcp"], { env, stdio: ["pipe", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [...flags, entry, "mcp"], { env, stdio: ["pipe", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     let answered = false
@@ -78,10 +89,11 @@ export const runMcp = async ({ entry, runs, timeoutMs = 30000 }) => {
   delete env.AGENT_RELAY_DAEMON_URL
   delete env.RELAY_AGENT_TOKEN_FILE
   const samples = []
-  for (let i = 0; i < runs; i++) samples.push(await runOnce({ entry, env, timeoutMs }))
+  const flags = await launchFlags(entry)
+  for (let i = 0; i < runs; i++) samples.push(await runOnce({ entry, flags, env, timeoutMs }))
   const rss = samples.map((s) => s.peakRssMb).filter((x) => x !== undefined)
   return {
-    command: "mcp",
+    command: [...flags, "mcp"].join(" "),
     runs,
     initializeMs: median(samples.map((s) => s.wallMs)),
     peakRssMb: rss.length === 0 ? undefined : median(rss),
