@@ -271,6 +271,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           Scope.extend(scope),
           Effect.onError(() => Scope.close(scope, Exit.void))
         )
+        if (tools !== undefined && Option.isSome(agentTools)) yield* agentTools.value.started(spec.name, pty.pid)
         const startedAt = yield* now
         const mode: InjectMode = { input: harness.injectInput, steer: false }
         const profile = readinessProfile(harness.command)

@@ -1,13 +1,31 @@
 // How each agent CLI is given the `agent-relay` MCP server at spawn (shared/reference/agent-tools.md
 // §2, harnesses.md §3). claude, codex, gemini and opencode reach the daemon's `/mcp` over HTTP with
 // the agent's token taken from its environment *by reference* (never written anywhere); cursor, droid
-// and grok start `relay-broker mcp` over stdio, which reads the token from the environment it inherits.
-// Pure: this module decides; the caller merges the files and runs the commands.
+// and grok start `relay-broker mcp` over stdio. No entry holds a secret or anything of one agent, so
+// agents sharing a config file (one cwd, one HOME) share one entry:
+// - cursor expands `${env:NAME}` in its mcp.json: the entry names the agent's variables.
+// - droid and grok write their entry with their own `mcp add`; which parent variables they hand a stdio
+//   server is not something to count on, so the entry names the daemon's agents directory instead
+//   (AGENT_RELAY_AGENTS_DIR), where the server finds its agent's 0600 file by its ancestor's pid.
+// Pure: this module decides; the caller merges the files, runs the commands and undoes both on release.
 
 export type WiredHarness = "claude" | "codex" | "gemini" | "opencode" | "cursor" | "droid" | "grok"
 
 export const serverKey = "agent-relay"
 export const tokenVariable = "RELAY_AGENT_TOKEN"
+/** Where a stdio server without its agent's variables finds `<pid>.json` (src/mcp/agentFiles.ts). */
+export const agentsDirVariable = "AGENT_RELAY_AGENTS_DIR"
+
+/** What the stdio server reads from its agent's environment (src/mcp/stdio.ts). */
+export const stdioVariables: ReadonlyArray<string> = [
+  "RELAY_BASE_URL",
+  "RELAY_AGENT_NAME",
+  tokenVariable,
+  "AGENT_RELAY_DAEMON_URL",
+  "AGENT_RELAY_RESULT_URL",
+  "AGENT_RELAY_RESULT_TOKEN",
+  "AGENT_RELAY_RESULT_SCHEMA"
+]
 
 /** A JSON file to merge our entry into (created when absent). `entry` is set at `path` inside it. */
 export interface FileMerge {
@@ -24,6 +42,8 @@ export interface Wiring {
   readonly files: ReadonlyArray<FileMerge>
   /** Run, in order, before the agent starts (the CLI's own `mcp add`). */
   readonly commands: ReadonlyArray<{ readonly command: string; readonly args: ReadonlyArray<string> }>
+  /** The file those commands write our entry into, at `path` (restored on release). */
+  readonly commandFile?: { readonly file: string; readonly path: ReadonlyArray<string> }
 }
 
 export interface WiringInput {
@@ -37,6 +57,8 @@ export interface WiringInput {
   readonly httpUrl: string
   /** The stdio server: this installation's `relay-broker mcp`, absolute paths. */
   readonly stdio: { readonly command: string; readonly args: ReadonlyArray<string> }
+  /** The daemon's agents directory (0700; one 0600 `<pid>.json` per stdio-wired agent). */
+  readonly agentsDir: string
 }
 
 const harnessNames: Readonly<Record<string, WiredHarness>> = {
@@ -79,6 +101,8 @@ export const configuredByArgs = (harness: WiredHarness, args: ReadonlyArray<stri
       return valuesOf(args, "--mcp-config").some((value) => value.includes(`"${serverKey}"`))
     case "codex":
       return args.some((arg) => arg.includes(`mcp_servers.${serverKey}`) || arg.includes(`mcp_servers."${serverKey}"`))
+    case "opencode":
+      return false
     default:
       return false
   }
@@ -136,12 +160,21 @@ export const wiringFor = (input: WiringInput): Wiring | undefined => {
       return {
         harness,
         transport: "http",
-        args: [],
-        files: [{
-          file: `${input.cwd}/opencode.json`,
-          path: ["mcp", serverKey],
-          entry: { type: "remote", url: input.httpUrl, enabled: true, headers: bearer(`{env:${tokenVariable}}`) }
-        }],
+        // Upstream's form: an agent `agent-relay` that has the server's tools, selected with --agent
+        // (unless the user picked an agent of their own).
+        args: valuesOf(input.args, "--agent").length > 0 ? [] : ["--agent", serverKey],
+        files: [
+          {
+            file: `${input.cwd}/opencode.json`,
+            path: ["mcp", serverKey],
+            entry: { type: "remote", url: input.httpUrl, enabled: true, headers: bearer(`{env:${tokenVariable}}`) }
+          },
+          {
+            file: `${input.cwd}/opencode.json`,
+            path: ["agent", serverKey],
+            entry: { description: "Agent with the Agent Relay MCP tools", tools: { [`${serverKey}_*`]: true } }
+          }
+        ],
         commands: []
       }
     case "cursor":
@@ -149,7 +182,11 @@ export const wiringFor = (input: WiringInput): Wiring | undefined => {
         harness,
         transport: "stdio",
         args: [],
-        files: [{ file: `${input.cwd}/.cursor/mcp.json`, path: ["mcpServers", serverKey], entry: stdioEntry }],
+        files: [{
+          file: `${input.cwd}/.cursor/mcp.json`,
+          path: ["mcpServers", serverKey],
+          entry: { ...stdioEntry, env: Object.fromEntries(stdioVariables.map((name) => [name, `\${env:${name}}`])) }
+        }],
         commands: []
       }
     case "droid":
@@ -160,8 +197,12 @@ export const wiringFor = (input: WiringInput): Wiring | undefined => {
         files: [],
         commands: [
           { command: input.command, args: ["mcp", "remove", serverKey] },
-          { command: input.command, args: ["mcp", "add", serverKey, "--", stdioEntry.command, ...stdioEntry.args] }
-        ]
+          {
+            command: input.command,
+            args: ["mcp", "add", "--env", `${agentsDirVariable}=${input.agentsDir}`, serverKey, "--", stdioEntry.command, ...stdioEntry.args]
+          }
+        ],
+        commandFile: { file: `${input.home}/.factory/mcp.json`, path: ["mcpServers", serverKey] }
       }
     case "grok":
       return {
@@ -171,8 +212,23 @@ export const wiringFor = (input: WiringInput): Wiring | undefined => {
         files: [],
         commands: [
           { command: input.command, args: ["mcp", "remove", serverKey] },
-          { command: input.command, args: ["mcp", "add", serverKey, stdioEntry.command, ...stdioEntry.args] }
-        ]
+          {
+            // grok's options are commander's: `--args=<value>` keeps a value that starts with "-" a value.
+            command: input.command,
+            args: [
+              "mcp",
+              "add",
+              serverKey,
+              "--transport",
+              "stdio",
+              "--command",
+              stdioEntry.command,
+              ...stdioEntry.args.map((arg) => `--args=${arg}`),
+              `--env=${agentsDirVariable}=${input.agentsDir}`
+            ]
+          }
+        ],
+        commandFile: { file: `${input.cwd}/.grok/settings.json`, path: ["mcpServers", serverKey] }
       }
   }
 }
@@ -187,9 +243,10 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
 /** An entry an earlier spawn of relay-broker wrote (its daemon may have moved): ours to update. */
-const isOurs = (entry: unknown): boolean => {
+export const isOurs = (entry: unknown): boolean => {
   const text = JSON.stringify(entry) ?? ""
-  return text.includes(tokenVariable) || /main\.js","mcp"\]/.test(text)
+  return text.includes(tokenVariable) || text.includes(agentsDirVariable) || /main\.js","mcp"\]/.test(text) ||
+    text.includes(`"${serverKey}_*"`)
 }
 
 /**

@@ -5,17 +5,22 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { mkdir, unlink } from "node:fs/promises"
 import { homedir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { AgentReadiness } from "../broker/AgentReadiness.js"
 import { BrokerConfig } from "../broker/BrokerConfig.js"
 import { SpawnFailed } from "../broker/errors.js"
 import { EventLog } from "../broker/EventLog.js"
 import { splitCommandLine } from "../broker/harness.js"
-import { wiringFor } from "../broker/mcpWiring.js"
+import { stdioVariables, wiringFor } from "../broker/mcpWiring.js"
+import { writeFileAtomic } from "../lib/AtomicFile.js"
+import { agentFileOf } from "./agentFiles.js"
 import { applyWiring } from "./applyWiring.js"
 import { stdioNodeFlags } from "./launch.js"
 import { preflight } from "./preflight.js"
+import { type Ledger, record, release, restore } from "./wiringLedger.js"
 
 // The daemon's side of the agent-relay tools: which token belongs to which of its agents (the
 // credential of `/mcp` and of the agent routes), the MCP wiring and preflight of each spawn, result
@@ -59,7 +64,9 @@ export class AgentTools extends Context.Tag("relay-broker/AgentTools")<AgentTool
   /** The agent a token belongs to (constant-time comparison). */
   readonly agentOf: (token: string) => Effect.Effect<Option.Option<string>>
   readonly tokenOf: (name: string) => Effect.Effect<Option.Option<Redacted.Redacted<string>>>
-  /** On release: the agent's tokens and result contract are dropped. */
+  /** The agent's process started: a stdio-wired agent gets its 0600 file in the agents directory. */
+  readonly started: (name: string, pid: number) => Effect.Effect<void>
+  /** On release: the agent's tokens and result contract are dropped, its wiring files put back, its agent file removed. */
   readonly forget: (name: string) => Effect.Effect<void>
   /** The agent whose result token this is, with its schema. */
   readonly resultContractOf: (token: string) => Effect.Effect<Option.Option<{ readonly name: string; readonly schema: unknown }>>
@@ -92,13 +99,24 @@ interface State {
   readonly results: ReadonlyMap<string, { readonly token: string; readonly schema: unknown }>
   readonly lastResults: ReadonlyMap<string, AgentResult>
   readonly spawned: ReadonlyMap<string, ReadonlySet<string>>
+  readonly ledger: Ledger
+  /** Stdio-wired agents: the variables of their agent file, and the file once written. */
+  readonly stdioAgents: ReadonlyMap<string, { readonly variables: Readonly<Record<string, string>>; readonly file?: string }>
 }
 
 export const make = Effect.gen(function*() {
   const config = yield* BrokerConfig
   const events = yield* EventLog
   const apiUrl = yield* Ref.make<string | undefined>(undefined)
-  const state = yield* Ref.make<State>({ tokens: new Map(), results: new Map(), lastResults: new Map(), spawned: new Map() })
+  const state = yield* Ref.make<State>({
+    tokens: new Map(),
+    results: new Map(),
+    lastResults: new Map(),
+    spawned: new Map(),
+    ledger: new Map(),
+    stdioAgents: new Map()
+  })
+  const agentsDir = join(config.stateDir, "mcp-agents")
 
   const failed = (command: string, detail: string) => new SpawnFailed({ command, reason: "Failed", detail })
 
@@ -131,11 +149,22 @@ export const make = Effect.gen(function*() {
         cwd: spec.cwd,
         home: spec.env["HOME"] ?? homedir(),
         httpUrl: `${url}/mcp`,
-        stdio
+        stdio,
+        agentsDir
       })
       if (wiring === undefined) return { args: [], env, note: resultNote } satisfies Prepared
       const fullEnv = { ...spec.env, ...env }
-      const notes = yield* applyWiring(wiring, fullEnv, spec.cwd).pipe(Effect.mapError((error) => failed(spec.command, error.message)))
+      const applied = yield* applyWiring(wiring, fullEnv, spec.cwd).pipe(Effect.mapError((error) => failed(spec.command, error.message)))
+      yield* Ref.update(state, (s) => ({
+        ...s,
+        ledger: applied.changes.reduce((ledger, change) => record(ledger, spec.name, change), s.ledger),
+        stdioAgents: wiring.transport === "stdio"
+          ? new Map(s.stdioAgents).set(spec.name, {
+            variables: Object.fromEntries(stdioVariables.flatMap((name) => (fullEnv[name] === undefined ? [] : [[name, fullEnv[name]!]])))
+          })
+          : s.stdioAgents
+      }))
+      const notes = applied.notes
       yield* preflight(
         wiring.transport === "http"
           ? { _tag: "http", url: `${url}/mcp`, token: Redacted.value(spec.token) }
@@ -157,14 +186,53 @@ export const make = Effect.gen(function*() {
 
   const tokenOf = (name: string) => Effect.map(Ref.get(state), (s) => Option.fromNullable(s.tokens.get(name)))
 
+  const removeFile = (file: string | undefined) =>
+    file === undefined ? Effect.void : Effect.promise(() => unlink(file).catch(() => undefined))
+
+  const started = (name: string, pid: number) =>
+    Effect.gen(function*() {
+      const agent = (yield* Ref.get(state)).stdioAgents.get(name)
+      if (agent === undefined) return
+      const file = agentFileOf(agentsDir, pid)
+      yield* Effect.promise(() => mkdir(agentsDir, { recursive: true, mode: 0o700 }))
+      yield* writeFileAtomic(file, JSON.stringify(agent.variables), { mode: 0o600 }).pipe(
+        Effect.catchAll((error) => Effect.logWarning("cannot write the agent's file for its tool server", error))
+      )
+      if (agent.file !== file) yield* removeFile(agent.file)
+      yield* Ref.update(state, (s) => ({ ...s, stdioAgents: new Map(s.stdioAgents).set(name, { ...agent, file }) }))
+    }).pipe(Effect.annotateLogs({ module: "AgentTools", agent: name }))
+
+  const putBack = (records: Parameters<typeof restore>[0]) =>
+    records.length === 0 ? Effect.void : Effect.flatMap(restore(records), (notes) =>
+      Effect.logInfo("agent-relay wiring put back").pipe(Effect.annotateLogs({ module: "AgentTools", files: notes.join("; ") })))
+
   const forget = (name: string) =>
-    Ref.update(state, (s) => {
-      const tokens = new Map(s.tokens)
-      tokens.delete(name)
-      const results = new Map(s.results)
-      results.delete(name)
-      return { ...s, tokens, results }
+    Effect.gen(function*() {
+      const { agentFile, restoreRecords } = yield* Ref.modify(state, (s) => {
+        const tokens = new Map(s.tokens)
+        tokens.delete(name)
+        const results = new Map(s.results)
+        results.delete(name)
+        const stdioAgents = new Map(s.stdioAgents)
+        stdioAgents.delete(name)
+        const released = release(s.ledger, name)
+        return [
+          { agentFile: s.stdioAgents.get(name)?.file, restoreRecords: released.restore },
+          { ...s, tokens, results, stdioAgents, ledger: released.ledger }
+        ]
+      })
+      yield* removeFile(agentFile)
+      yield* putBack(restoreRecords)
     })
+
+  // The daemon stops: every file is put back, every agent file removed.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const s = yield* Ref.get(state)
+      for (const agent of s.stdioAgents.values()) yield* removeFile(agent.file)
+      yield* putBack([...s.ledger.values()])
+    })
+  )
 
   const resultContractOf = (token: string) =>
     Effect.map(Ref.get(state), (s) => {
@@ -204,6 +272,7 @@ export const make = Effect.gen(function*() {
     prepare,
     agentOf,
     tokenOf,
+    started,
     forget,
     resultContractOf,
     resultContractFor: (name) => Effect.map(Ref.get(state), (s) => Option.fromNullable(s.results.get(name))),
@@ -215,4 +284,4 @@ export const make = Effect.gen(function*() {
   })
 })
 
-export const layer: Layer.Layer<AgentTools, never, BrokerConfig | EventLog> = Layer.effect(AgentTools, make)
+export const layer: Layer.Layer<AgentTools, never, BrokerConfig | EventLog> = Layer.scoped(AgentTools, make)

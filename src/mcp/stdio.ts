@@ -1,12 +1,15 @@
 // `relay-broker mcp`: the agent-relay tool server over stdio, configured from the agent's environment
 // (as upstream's `agent-relay mcp`): RELAY_BASE_URL, RELAY_AGENT_NAME, RELAY_AGENT_TOKEN (or
 // RELAY_AGENT_TOKEN_FILE, a 0600 file), AGENT_RELAY_DAEMON_URL (the relay-broker daemon that runs the
-// agent, for the tools it answers), AGENT_RELAY_RESULT_URL / _TOKEN / _SCHEMA.
+// agent, for the tools it answers), AGENT_RELAY_RESULT_URL / _TOKEN / _SCHEMA. A harness that passes
+// none of them gets AGENT_RELAY_AGENTS_DIR in its entry instead: the agent's own file there
+// (agentFiles.ts) supplies them.
 // This module is an entry of its own and loads only the MCP SDK and src/mcp: it is one process per
 // agent, started by the harness, and must answer `initialize` fast.
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
+import { findAgentVariables } from "./agentFiles.js"
 import type { ResultCallback, ToolContext } from "./context.js"
 import { makeRelayHttp } from "./relayHttp.js"
 import { createToolServer } from "./server.js"
@@ -76,9 +79,20 @@ const version = (): string => {
   }
 }
 
-export const run = async (env: NodeJS.ProcessEnv = process.env): Promise<void> => {
+/** The environment, completed from the agent's file when it lacks the agent's token and names the agents directory. */
+const withAgentFile = async (env: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> => {
+  const dir = readEnv(env, "AGENT_RELAY_AGENTS_DIR")
+  if (dir === undefined || readEnv(env, "RELAY_AGENT_TOKEN") !== undefined || readEnv(env, "RELAY_AGENT_TOKEN_FILE") !== undefined) return env
+  const found = await findAgentVariables(dir)
+  if (found === undefined) throw new StdioConfigError(`RELAY_AGENT_TOKEN is not set and no agent of ${dir} is an ancestor of this process`)
+  return { ...env, ...found }
+}
+
+export const run = async (given: NodeJS.ProcessEnv = process.env): Promise<void> => {
   let context: ToolContext
+  let env = given
   try {
+    env = await withAgentFile(given)
     context = contextFromEnv(env)
   } catch (error) {
     process.stderr.write(`relay-broker mcp: ${(error as Error).message}\n`)

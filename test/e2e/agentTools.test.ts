@@ -2,132 +2,15 @@ import { assert, describe, it } from "@effect/vitest"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
 import { Effect } from "effect"
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { freshMachineEnv, launchScript, type LaunchedScript, stopChild } from "../support/processes.js"
+import { launchScript } from "../support/processes.js"
+import { cmdline, descendantsOf, environOf, http, mainJs, startDaemon, tempRoot, until } from "../support/toolsDaemon.js"
 
 // The agent-relay tools with real processes: a daemon (`node dist/main.js up`, embedded engine) whose
 // agents are stand-in harnesses (test/support/standInHarness.mjs, installed on PATH as claude, codex,
 // gemini, opencode, cursor-agent). Each finds its server in its launch as the real CLI would and talks
 // through the tools only. Build first: `npm run build`.
-
-const mainJs = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
-const standIn = fileURLToPath(new URL("../support/standInHarness.mjs", import.meta.url))
-
-const until = <A>(proc: LaunchedScript, what: string, check: () => A | undefined | Promise<A | undefined>): Effect.Effect<A> =>
-  Effect.promise(async () => {
-    for (let i = 0; i < 1_200; i++) {
-      const value = await check()
-      if (value !== undefined) return value
-      if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
-        throw new Error(`the daemon exited while waiting for ${what}:\n${proc.stderr.join("\n")}`)
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    throw new Error(`never happened: ${what}`)
-  })
-
-const tempRoot = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "relay-broker-tools-"))),
-  (root) => Effect.sync(() => rmSync(root, { recursive: true, force: true }))
-)
-
-const http = async (url: string, method: string, headers: Record<string, string>, body?: unknown) => {
-  const response = await fetch(url, {
-    method,
-    headers: { "content-type": "application/json", ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await response.text()
-  return { status: response.status, body: text === "" ? null : JSON.parse(text) }
-}
-
-/** A PATH directory whose claude, codex, gemini, opencode and cursor-agent are the stand-in. */
-const standInBin = (root: string) => {
-  const bin = join(root, "bin")
-  mkdirSync(bin, { recursive: true })
-  for (const harness of ["claude", "codex", "gemini", "opencode", "cursor-agent"]) {
-    writeFileSync(join(bin, harness), `#!/bin/sh\nexec "${process.execPath}" "${standIn}" ${harness} "$@"\n`)
-    chmodSync(join(bin, harness), 0o755)
-  }
-  return bin
-}
-
-const startDaemon = (root: string, extraEnv: Record<string, string> = {}) =>
-  Effect.gen(function*() {
-    const stateDir = join(root, "state")
-    const home = join(root, "home")
-    const work = join(root, "work")
-    mkdirSync(home, { recursive: true })
-    mkdirSync(work, { recursive: true })
-    const env = freshMachineEnv(root, {
-      PATH: `${standInBin(root)}:${process.env["PATH"] ?? ""}`,
-      HOME: home,
-      AGENT_RELAY_NODE_HARNESSES: "",
-      ...extraEnv
-    })
-    const proc = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const launched = launchScript(mainJs, ["up", "--state-dir", stateDir, "--api-port", "0", "--name", "tools-e2e"], env)
-        return launched
-      }),
-      (launched) => stopChild(launched.child)
-    )
-    const url = yield* until(proc, "API listening", () => proc.stdout.map((line) => /API listening on (\S+)$/.exec(line)?.[1]).find(Boolean))
-    const key: string = JSON.parse(readFileSync(join(stateDir, "connection.json"), "utf8")).api_key
-    const call = (method: string, path: string, body?: unknown) =>
-      Effect.promise(() => http(`${url}${path}`, method, { "x-api-key": key }, body))
-    yield* until(proc, "node online", async () => (await http(`${url}/health`, "GET", {})).body.nodeConnected === true ? true : undefined)
-    const spawn = (name: string, cli: string, extra: Record<string, unknown> = {}) => call("POST", "/api/spawn", { name, cli, cwd: work, ...extra })
-    const screen = (name: string) =>
-      Effect.promise(async () => (await http(`${url}/api/spawned/${name}/snapshot`, "GET", { "x-api-key": key })).body?.screen ?? "")
-    const shows = (name: string, text: string) =>
-      until(proc, `${name} shows ${JSON.stringify(text)}`, async () => {
-        const answer = await http(`${url}/api/spawned/${name}/snapshot`, "GET", { "x-api-key": key })
-        return typeof answer.body?.screen === "string" && answer.body.screen.includes(text) ? answer.body.screen as string : undefined
-      })
-    const type = (name: string, text: string) => call("POST", `/api/input/${name}`, { data: `${text}\r` })
-    return { proc, url, key, stateDir, home, work, call, spawn, screen, shows, type }
-  })
-
-const environOf = (pid: number): Record<string, string> =>
-  Object.fromEntries(readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean).map((entry) => {
-    const eq = entry.indexOf("=")
-    return [entry.slice(0, eq), entry.slice(eq + 1)]
-  }))
-
-const descendantsOf = (pid: number): ReadonlyArray<number> => {
-  const parents = new Map<number, number>()
-  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]))
-    } catch {
-      // gone
-    }
-  }
-  const found: Array<number> = []
-  const visit = (parent: number) => {
-    for (const [child, of] of parents) {
-      if (of === parent) {
-        found.push(child)
-        visit(child)
-      }
-    }
-  }
-  visit(pid)
-  return found
-}
-
-const cmdline = (pid: number): string => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")
-  } catch {
-    return ""
-  }
-}
 
 describe.skipIf(!existsSync(mainJs))("agent-relay tools in every harness (real processes)", () => {
   it.scopedLive("claude asks codex through send_dm; codex's answer arrives in claude's terminal", () =>
@@ -167,7 +50,11 @@ describe.skipIf(!existsSync(mainJs))("agent-relay tools in every harness (real p
       assert.strictEqual(merged.mcp["agent-relay"].type, "remote")
       assert.notInclude(readFileSync(join(work, "opencode.json"), "utf8"), "at_live_")
       yield* daemon.shows("gem", "[stand-in] tools 29")
-      yield* daemon.shows("open", "[stand-in] tools 29")
+      // opencode runs as the agent `agent-relay` (--agent), whose tools map grants the server's tools.
+      yield* daemon.shows("open", "[stand-in] tools 29 (agent agent-relay)")
+      assert.deepStrictEqual(merged.agent["agent-relay"].tools, { "agent-relay_*": true })
+      const spawned = (yield* daemon.call("GET", "/api/spawned")).body.agents.find((agent: any) => agent.name === "open")
+      assert.includeOrderedMembers(spawned.args, ["--agent", "agent-relay"])
 
       yield* daemon.type("gem", "POST general standup in five")
       yield* daemon.shows("gem", "post_message ok")

@@ -15,6 +15,16 @@ export const expandClaude = (text, env) =>
 export const expandGemini = (text, env) =>
   text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_, a, b) => env[a ?? b] ?? "")
 
+/** cursor: `${env:NAME}`, `${userHome}`, `${workspaceFolder}`, `${workspaceFolderBasename}`, `${pathSeparator}` / `${/}`. */
+export const expandCursor = (text, env, cwd, home) =>
+  text.replace(/\$\{(env:([A-Za-z_][A-Za-z0-9_]*)|userHome|workspaceFolder|workspaceFolderBasename|pathSeparator|\/)\}/g, (_, what, name) => {
+    if (name !== undefined) return env[name] ?? ""
+    if (what === "userHome") return home
+    if (what === "workspaceFolder") return cwd
+    if (what === "workspaceFolderBasename") return cwd.split("/").pop()
+    return "/"
+  })
+
 /** opencode: `{env:VAR}`. */
 export const expandOpencode = (text, env) => text.replace(/\{env:([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name) => env[name] ?? "")
 
@@ -99,22 +109,83 @@ const gemini = ({ env, cwd, home }) => {
   return { transport: "stdio", command: entry.command, args: entry.args ?? [], env: { ...inherited, ...mapValues(entry.env, (v) => expandGemini(v, env)) } }
 }
 
-const opencode = ({ env, cwd }) => {
-  const entry = readJson(join(cwd, "opencode.json"))?.mcp?.[SERVER]
+/** opencode's tool names for an MCP server: `<server>_<tool>`; an agent's `tools` map takes globs. */
+export const opencodeAllows = (agent, tool) => {
+  let allowed = true
+  for (const [pattern, on] of Object.entries(agent?.tools ?? {})) {
+    const glob = new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`)
+    if (glob.test(`${SERVER}_${tool}`)) allowed = on === true
+  }
+  return allowed
+}
+
+const opencode = ({ args, env, cwd }) => {
+  const config = readJson(join(cwd, "opencode.json"))
+  const entry = config?.mcp?.[SERVER]
   if (entry === undefined || entry.enabled === false) return undefined
-  if (entry.type === "remote") return { transport: "http", url: entry.url, headers: mapValues(entry.headers, (v) => expandOpencode(v, env)) }
+  // `--agent <name>` must name an agent of the config (opencode refuses to start otherwise).
+  const agentName = valuesOf(args, ["--agent"]).at(-1)
+  const agent = agentName === undefined ? undefined : config?.agent?.[agentName]
+  if (agentName !== undefined && agent === undefined) throw new Error(`opencode: agent ${agentName} is not defined in opencode.json`)
+  const selected = agentName === undefined ? undefined : { name: agentName, allows: (tool) => opencodeAllows(agent, tool) }
+  if (entry.type === "remote") {
+    return { transport: "http", url: entry.url, headers: mapValues(entry.headers, (v) => expandOpencode(v, env)), agent: selected }
+  }
   const [command, ...rest] = entry.command
-  return { transport: "stdio", command, args: rest, env: { ...env, ...mapValues(entry.environment, (v) => expandOpencode(v, env)) } }
+  return { transport: "stdio", command, args: rest, env: { ...env, ...mapValues(entry.environment, (v) => expandOpencode(v, env)) }, agent: selected }
 }
 
-const cursor = ({ env, cwd }) => {
-  const entry = readJson(join(cwd, ".cursor", "mcp.json"))?.mcpServers?.[SERVER]
+const cursor = ({ env, cwd, home }) => {
+  const entry = readJson(join(cwd, ".cursor", "mcp.json"))?.mcpServers?.[SERVER] ?? readJson(join(home, ".cursor", "mcp.json"))?.mcpServers?.[SERVER]
   if (entry === undefined) return undefined
-  if (entry.url !== undefined) return { transport: "http", url: entry.url, headers: entry.headers ?? {} }
-  return { transport: "stdio", command: entry.command, args: entry.args ?? [], env: { ...env, ...entry.env } }
+  const expand = (v) => expandCursor(v, env, cwd, home)
+  if (entry.url !== undefined) return { transport: "http", url: expand(entry.url), headers: mapValues(entry.headers, expand) }
+  return { transport: "stdio", command: expand(entry.command), args: (entry.args ?? []).map(expand), env: { ...env, ...mapValues(entry.env, expand) } }
 }
 
-const parsers = { claude, codex, gemini, opencode, cursor, "cursor-agent": cursor }
+/** The variables the MCP SDK's stdio client passes when given an `env` (its getDefaultEnvironment on POSIX). */
+export const sdkDefaultEnv = (env) =>
+  Object.fromEntries(["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"].filter((k) => env[k] !== undefined && !env[k].startsWith("()")).map((k) => [k, env[k]]))
+
+/**
+ * droid: `~/.factory/mcp.json` (what `droid mcp add` writes), `<cwd>/.factory/mcp.json` over it. Its
+ * docs do not say which parent variables a stdio server gets nor whether `env` values are expanded;
+ * this stand-in takes the strictest reading: literal `env`, over the MCP SDK's default variables only.
+ */
+const droid = ({ env, cwd, home }) => {
+  const user = readJson(join(home, ".factory", "mcp.json"))?.mcpServers ?? {}
+  const project = readJson(join(cwd, ".factory", "mcp.json"))?.mcpServers ?? {}
+  const entry = { ...user, ...project }[SERVER]
+  if (entry === undefined || entry.disabled === true) return undefined
+  if (entry.type === "http") return { transport: "http", url: entry.url, headers: entry.headers ?? {} }
+  return { transport: "stdio", command: entry.command, args: entry.args ?? [], env: { ...sdkDefaultEnv(env), ...entry.env } }
+}
+
+/**
+ * grok (@vibe-kit/grok-cli, the version with `grok mcp add`): `<cwd>/.grok/mcp.json`, then the project
+ * settings `<cwd>/.grok/settings.json` (what `mcp add` writes), then `~/.grok/mcp.json`; the first
+ * that names the server wins. A stdio server gets the whole parent environment, then the entry's `env`
+ * (literal), then grok's own quieting variables.
+ */
+export const grokEntry = ({ cwd, home }) => {
+  const fromMcp = (file) => {
+    const servers = readJson(file)?.mcpServers ?? readJson(file)?.servers
+    return servers?.[SERVER] === undefined ? undefined : { name: SERVER, ...servers[SERVER] }
+  }
+  return fromMcp(join(cwd, ".grok", "mcp.json")) ?? readJson(join(cwd, ".grok", "settings.json"))?.mcpServers?.[SERVER] ?? fromMcp(join(home, ".grok", "mcp.json"))
+}
+
+export const grokStdioEnv = (env, entryEnv) => ({ ...env, ...entryEnv, MCP_REMOTE_QUIET: "1", MCP_REMOTE_SILENT: "1", DEBUG: "", NODE_ENV: "production" })
+
+const grok = ({ env, cwd, home }) => {
+  const entry = grokEntry({ cwd, home })
+  if (entry === undefined) return undefined
+  const transport = entry.transport ?? { type: "stdio", command: entry.command, args: entry.args, env: entry.env }
+  if (transport.type !== "stdio") return { transport: "http", url: transport.url, headers: transport.headers ?? {} }
+  return { transport: "stdio", command: transport.command, args: transport.args ?? [], env: grokStdioEnv(env, transport.env) }
+}
+
+const parsers = { claude, codex, gemini, opencode, cursor, "cursor-agent": cursor, droid, grok }
 
 /**
  * The agent-relay server `harness` would start or reach, launched with `args` in `cwd`, with `env`

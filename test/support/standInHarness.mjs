@@ -1,5 +1,6 @@
-// A stand-in for a real agent CLI (claude, codex, gemini, opencode, cursor-agent) in a terminal:
+// A stand-in for a real agent CLI (claude, codex, gemini, opencode, cursor-agent, droid, grok) in a terminal:
 //   node standInHarness.mjs <harness> [the args the CLI was launched with…]
+//   node standInHarness.mjs droid|grok mcp add|remove …   (that CLI's own command: standInMcpCommands.mjs)
 // It finds its `agent-relay` MCP server in its launch exactly as that CLI would (mcpWiringParsers.mjs),
 // starts or connects to it with the official MCP SDK client (initialize, tools/list), prints
 // `[stand-in] tools <n>`, then reads its terminal: every relay message typed into it is answered
@@ -9,14 +10,39 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
-import { serverFor } from "./mcpWiringParsers.mjs"
+import { grokStdioEnv, serverFor } from "./mcpWiringParsers.mjs"
+import { runMcpCommand } from "./standInMcpCommands.mjs"
 
 const [harness, ...args] = process.argv.slice(2)
+
+if ((harness === "droid" || harness === "grok") && args[0] === "mcp") {
+  // grok connects to the server it added, with the environment it gives a stdio server.
+  const connect = async (transport) => {
+    const client = new Client({ name: "stand-in-grok-mcp-add", version: "1" })
+    await client.connect(new StdioClientTransport({ command: transport.command, args: transport.args, env: grokStdioEnv(process.env, transport.env) }))
+    const { tools } = await client.listTools()
+    await client.close()
+    return tools.length
+  }
+  try {
+    console.log(await runMcpCommand(harness, args.slice(1), { cwd: process.cwd(), home: process.env.HOME, connect }))
+    process.exit(0)
+  } catch (error) {
+    console.error(error?.message ?? String(error))
+    process.exit(1)
+  }
+}
 let promptLine = ""
 // A line above the input line, which is drawn again under it (as a TUI keeps its input box last).
 const say = (line) => process.stdout.write(`\r\x1b[K[stand-in] ${line}\r\n${promptLine}`)
 
-const server = serverFor(harness, { args, env: process.env, cwd: process.cwd() })
+let server
+try {
+  server = serverFor(harness, { args, env: process.env, cwd: process.cwd() })
+} catch (error) {
+  say(`config error: ${error?.message ?? error}`)
+  process.exit(2)
+}
 if (server === undefined) {
   say("no agent-relay server configured")
 } else {
@@ -27,7 +53,9 @@ if (server === undefined) {
   try {
     await client.connect(transport)
     const { tools } = await client.listTools()
-    say(`tools ${tools.length}`)
+    // opencode with --agent: the agent's `tools` map decides which of the server's tools it gets.
+    const usable = server.agent === undefined ? tools : tools.filter((tool) => server.agent.allows(tool.name))
+    say(`tools ${usable.length}${server.agent === undefined ? "" : ` (agent ${server.agent.name})`}`)
   } catch (error) {
     say(`mcp failed: ${error?.message ?? error}`)
     process.exit(3)
@@ -57,7 +85,7 @@ if (server === undefined) {
   // Like the real TUI: bracketed paste on, an input line that echoes what is typed (a long paste as
   // that CLI's placeholder), Enter submits. What it submits is either a relay message (answered) or
   // a line "ASK <agent> <text>" / "POST <channel> <text>" (sent).
-  const glyph = { claude: "❯", codex: "›", gemini: ">", opencode: ">", cursor: ">", "cursor-agent": ">" }[harness] ?? ">"
+  const glyph = { claude: "❯", codex: "›", gemini: ">", opencode: ">", cursor: ">", "cursor-agent": ">", droid: ">", grok: "❯" }[harness] ?? ">"
   const placeholder = (text) => {
     const lines = text.split("\n").length
     switch (harness) {
