@@ -1,19 +1,24 @@
-import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Ref from "effect/Ref"
-import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { join } from "node:path"
-import { writeFileAtomic } from "../lib/AtomicFile.js"
 import { BrokerConfig } from "./BrokerConfig.js"
-import { type AgentCursor, seenCapacity } from "./deliveryDecisions.js"
+import { type CursorChange, journalStorage } from "./cursorJournal.js"
+import type { AgentCursor } from "./deliveryDecisions.js"
 import { PersistFailed } from "./errors.js"
 
 // The per-agent delivery cursors (the decisions are in deliveryDecisions.ts), kept in memory and,
-// in the live layer, one JSON file per agent under `<stateDir>/deliveries/`, written atomically
-// before the ack that depends on it is sent. A restarted broker resumes from them.
+// in the live layer, under `<stateDir>/deliveries/` (cursorJournal.ts), durable before the ack that
+// depends on them is sent. Saves are group-committed: every save made while no write runs (in the
+// same tick), or while one does, goes into the next single write, and each save completes when
+// that write does. A restarted broker resumes from them.
+
+export type { CursorChange } from "./cursorJournal.js"
 
 export class DeliveryBook extends Context.Tag("relay-broker/DeliveryBook")<DeliveryBook, {
   /** Drops an agent's cursor and seen set (release, exit). */
@@ -40,36 +45,7 @@ export class DeliveryBook extends Context.Tag("relay-broker/DeliveryBook")<Deliv
   readonly adoptServerCursor: (agent: { readonly agentId: string; readonly name: string }, ackSeq: number) => Effect.Effect<void, PersistFailed>
 }>() {}
 
-const PersistedCursor = Schema.Struct({
-  v: Schema.Literal(1),
-  agent_id: Schema.String,
-  name: Schema.String,
-  up_to_seq: Schema.NullOr(Schema.NonNegativeInt),
-  baseline: Schema.NullOr(Schema.NonNegativeInt),
-  seen: Schema.Array(Schema.String)
-})
-type PersistedCursor = typeof PersistedCursor.Type
-
-const toPersisted = (cursor: AgentCursor): PersistedCursor => ({
-  v: 1,
-  agent_id: cursor.agentId,
-  name: cursor.name,
-  up_to_seq: cursor.upToSeq,
-  baseline: cursor.baseline,
-  seen: cursor.seen
-})
-
-const fromPersisted = (persisted: PersistedCursor): AgentCursor => ({
-  agentId: persisted.agent_id,
-  name: persisted.name,
-  upToSeq: persisted.up_to_seq,
-  baseline: persisted.baseline,
-  seen: persisted.seen.slice(-seenCapacity)
-})
-
-const decodePersisted = Schema.decodeUnknownOption(Schema.parseJson(PersistedCursor))
-
-/** A file name for an agent id: engine ids are opaque, so anything but `[A-Za-z0-9._-]` is replaced. */
+/** A file name for an agent id in the older one-file-per-agent layout (still read once, on load). */
 export const cursorFileName = (agentId: string): string => {
   const safe = agentId.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_")
   return `${safe.length === 0 ? "agent" : safe}.json`
@@ -80,6 +56,8 @@ export interface BookStorage {
   readonly load: Effect.Effect<ReadonlyArray<AgentCursor>>
   readonly write: (cursor: AgentCursor) => Effect.Effect<void, PersistFailed>
   readonly remove: (agentId: string) => Effect.Effect<void>
+  /** Every change of one commit in one durable write. Absent: `write`/`remove` each, in order. */
+  readonly commit?: (changes: ReadonlyArray<CursorChange>) => Effect.Effect<void, PersistFailed>
 }
 
 export const memoryStorage: BookStorage = {
@@ -88,132 +66,115 @@ export const memoryStorage: BookStorage = {
   remove: () => Effect.void
 }
 
-export const fileStorage = (directory: string): Effect.Effect<BookStorage, never, FileSystem.FileSystem> =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const provide = Effect.provideService(FileSystem.FileSystem, fs)
-    const load = Effect.gen(function*() {
-      const names = yield* fs.readDirectory(directory).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
-      const cursors: Array<AgentCursor> = []
-      for (const name of names) {
-        if (!name.endsWith(".json") || name.startsWith(".")) continue
-        const path = join(directory, name)
-        const text = yield* fs.readFileString(path).pipe(Effect.option)
-        const decoded = Option.flatMap(text, decodePersisted)
-        if (Option.isSome(decoded)) {
-          cursors.push(fromPersisted(decoded.value))
-        } else {
-          yield* Effect.logWarning("ignoring an unreadable delivery cursor file").pipe(Effect.annotateLogs({ path }))
-        }
-      }
-      return cursors
-    })
-    return {
-      load,
-      write: (cursor) => {
-        const path = join(directory, cursorFileName(cursor.agentId))
-        return writeFileAtomic(path, JSON.stringify(toPersisted(cursor))).pipe(
-          provide,
-          Effect.mapError((error) => new PersistFailed({ path, detail: error.message }))
-        )
-      },
-      remove: (agentId) => fs.remove(join(directory, cursorFileName(agentId))).pipe(Effect.ignore)
-    }
-  })
+/** The live store: a snapshot and a journal under `directory` (cursorJournal.ts). */
+export const fileStorage = (
+  directory: string,
+  options?: { readonly journalLimit?: number }
+): Effect.Effect<BookStorage, never, Scope.Scope> => journalStorage(directory, options)
+
+const commitEach = (storage: BookStorage) => (changes: ReadonlyArray<CursorChange>) =>
+  Effect.forEach(
+    changes,
+    (change) => change.cursor === null ? storage.remove(change.agentId) : storage.write(change.cursor),
+    { discard: true }
+  )
+
+/** Saves gathered while no write runs, or while one does: written together, each waiting for that write. */
+interface Batch {
+  readonly agentIds: Set<string>
+  readonly done: Deferred.Deferred<void, PersistFailed>
+}
 
 export const make = (storage: BookStorage) =>
   Effect.gen(function*() {
     const loaded = yield* storage.load
-    const cursors = yield* Ref.make<ReadonlyMap<string, AgentCursor>>(
-      new Map(loaded.map((cursor) => [cursor.agentId, cursor]))
-    )
-    // The cursor each file holds, as far as this process knows (absent: no file).
+    const scope = yield* Effect.scope
+    const cursors = new Map<string, AgentCursor>(loaded.map((cursor) => [cursor.agentId, cursor]))
+    // The cursor the store holds per agent id, as far as this process knows (absent: none).
     const onDisk = new Map<string, AgentCursor>(loaded.map((cursor) => [cursor.agentId, cursor]))
-    // One writer per file, not one for the book: agents' saves run in parallel.
-    const fileLocks = new Map<string, { readonly lock: Effect.Semaphore; users: number }>()
+    const commitChanges = storage.commit ?? commitEach(storage)
+    let gathering: Batch | null = null
+    let writing = false
 
-    const withFileLock = <A, E>(agentId: string, effect: Effect.Effect<A, E>) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => {
-          let entry = fileLocks.get(agentId)
-          if (entry === undefined) {
-            entry = { lock: Effect.unsafeMakeSemaphore(1), users: 0 }
-            fileLocks.set(agentId, entry)
+    /** One write for the batch: each agent's file brought in line with its cursor in memory (or removed). */
+    const writeBatch = (batch: Batch) =>
+      Effect.gen(function*() {
+        const changes: Array<CursorChange> = []
+        for (const agentId of batch.agentIds) {
+          const current = cursors.get(agentId)
+          if (onDisk.get(agentId) !== current) changes.push({ agentId, cursor: current ?? null })
+        }
+        const result = changes.length === 0
+          ? Exit.void
+          : yield* Effect.exit(commitChanges(changes).pipe(
+            Effect.catchAllDefect((defect) => new PersistFailed({ path: "the delivery cursors", detail: String(defect) }))
+          ))
+        if (Exit.isSuccess(result)) {
+          for (const change of changes) {
+            if (change.cursor === null) onDisk.delete(change.agentId)
+            else onDisk.set(change.agentId, change.cursor)
           }
-          entry.users++
-          return entry
-        }),
-        (entry) => entry.lock.withPermits(1)(effect),
-        (entry) =>
-          Effect.sync(() => {
-            if (--entry.users === 0) fileLocks.delete(agentId)
-          })
-      )
+        }
+        yield* Deferred.done(batch.done, result)
+      })
 
-    // Brings an agent's file in line with its cursor in memory, whatever happened in between: the
-    // newest cursor is written, or the file removed when the cursor is gone (so a `forget` racing a
-    // `save` cannot resurrect a file). Saves queued behind a write are coalesced into the next one.
-    const sync = (agentId: string) =>
-      withFileLock(
-        agentId,
-        Effect.gen(function*() {
-          const current = (yield* Ref.get(cursors)).get(agentId)
-          if (onDisk.get(agentId) === current) return
-          if (current === undefined) {
-            yield* storage.remove(agentId)
-            onDisk.delete(agentId)
-          } else {
-            yield* storage.write(current)
-            onDisk.set(agentId, current)
-          }
-        })
-      )
+    // Group commit: the first save starts the writer, which lets the fibers ready in this tick join
+    // the batch, writes it, then writes whatever gathered meanwhile, until nothing waits.
+    const writer = Effect.gen(function*() {
+      yield* Effect.yieldNow()
+      while (gathering !== null) {
+        const batch: Batch = gathering
+        gathering = null
+        yield* writeBatch(batch)
+      }
+      writing = false
+    })
+
+    /** Marks the agents' cursors for the next write and waits for it; fails when that write fails. */
+    const sync = (agentIds: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        const batch: Batch = gathering ??= { agentIds: new Set(), done: Deferred.unsafeMake(FiberId.none) }
+        for (const agentId of agentIds) batch.agentIds.add(agentId)
+        if (writing) return Deferred.await(batch.done)
+        writing = true
+        return Effect.zipRight(Effect.forkIn(writer, scope), Deferred.await(batch.done))
+      })
+
+    const dropWhere = (drop: (id: string, cursor: AgentCursor) => boolean): Array<string> => {
+      const dropped: Array<string> = []
+      for (const [id, cursor] of cursors) {
+        if (drop(id, cursor)) dropped.push(id)
+      }
+      for (const id of dropped) cursors.delete(id)
+      return dropped
+    }
 
     const forget = Effect.fn("DeliveryBook.forget")(function*(agent: { readonly name: string; readonly agentId: string }) {
-      const dropped = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
-        const next = new Map(current)
-        const dropped: Array<string> = []
-        for (const [id, cursor] of current) {
-          if (id === agent.agentId || cursor.name === agent.name) {
-            next.delete(id)
-            dropped.push(id)
-          }
-        }
-        return [dropped, next]
-      })
+      const dropped = dropWhere((id, cursor) => id === agent.agentId || cursor.name === agent.name)
       // A failed write here belongs to a `save` that re-added the cursor meanwhile: it reports it.
-      yield* Effect.forEach(dropped, (id) => Effect.ignore(sync(id)), { discard: true })
+      if (dropped.length > 0) yield* Effect.ignore(sync(dropped))
     })
 
-    const save = Effect.fn("DeliveryBook.save")(function*(cursor: AgentCursor) {
-      const displaced = yield* Ref.modify(cursors, (current): [ReadonlyArray<string>, ReadonlyMap<string, AgentCursor>] => {
-        const next = new Map(current)
-        const displaced: Array<string> = []
-        for (const [id, other] of current) {
-          if (id !== cursor.agentId && other.name === cursor.name) {
-            next.delete(id)
-            displaced.push(id)
-          }
-        }
-        next.set(cursor.agentId, cursor)
-        return [displaced, next]
+    /** Another agent id with the same name is dropped: the name now belongs to this one. */
+    const save = (cursor: AgentCursor) =>
+      Effect.suspend(() => {
+        const displaced = dropWhere((id, other) => id !== cursor.agentId && other.name === cursor.name)
+        cursors.set(cursor.agentId, cursor)
+        return sync([...displaced, cursor.agentId])
       })
-      yield* Effect.forEach(displaced, (id) => Effect.ignore(sync(id)), { discard: true })
-      yield* sync(cursor.agentId)
-    })
 
     return DeliveryBook.of({
       forget,
-      get: (agentId) => Effect.map(Ref.get(cursors), (current) => Option.fromNullable(current.get(agentId))),
+      get: (agentId) => Effect.sync(() => Option.fromNullable(cursors.get(agentId))),
       save,
-      persist: sync,
-      list: Effect.map(Ref.get(cursors), (current) => [...current.values()]),
+      persist: (agentId) => sync([agentId]),
+      list: Effect.sync(() => [...cursors.values()]),
       adoptServerCursor: (agent, ackSeq) =>
-        Effect.gen(function*() {
-          if (ackSeq <= 0) return
-          const local = (yield* Ref.get(cursors)).get(agent.agentId)
-          if (local?.upToSeq != null && local.upToSeq >= ackSeq) return
-          yield* save({ agentId: agent.agentId, name: local?.name ?? agent.name, upToSeq: ackSeq, baseline: null, seen: local?.seen ?? [] })
+        Effect.suspend(() => {
+          if (ackSeq <= 0) return Effect.void
+          const local = cursors.get(agent.agentId)
+          if (local?.upToSeq != null && local.upToSeq >= ackSeq) return Effect.void
+          return save({ agentId: agent.agentId, name: local?.name ?? agent.name, upToSeq: ackSeq, baseline: null, seen: local?.seen ?? [] })
         })
     })
   })
@@ -222,7 +183,7 @@ export const make = (storage: BookStorage) =>
 export const cursorsDirectory = (stateDir: string): string => join(stateDir, "deliveries")
 
 /** Persisted under `<stateDir>/deliveries/`. */
-export const layer: Layer.Layer<DeliveryBook, never, BrokerConfig | FileSystem.FileSystem> = Layer.effect(
+export const layer: Layer.Layer<DeliveryBook, never, BrokerConfig> = Layer.scoped(
   DeliveryBook,
   Effect.gen(function*() {
     const config = yield* BrokerConfig
@@ -231,4 +192,4 @@ export const layer: Layer.Layer<DeliveryBook, never, BrokerConfig | FileSystem.F
 )
 
 /** In memory only (tests). */
-export const layerMemory: Layer.Layer<DeliveryBook> = Layer.effect(DeliveryBook, make(memoryStorage))
+export const layerMemory: Layer.Layer<DeliveryBook> = Layer.scoped(DeliveryBook, make(memoryStorage))

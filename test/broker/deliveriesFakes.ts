@@ -152,7 +152,7 @@ const tokens = Layer.succeed(TokenStore, TokenStore.of({
 
 /** A book whose writes are logged as `persist:<agent>:<seq>` steps, over any storage. */
 const loggingBook = (steps: Ref.Ref<ReadonlyArray<Step>>, storage: DeliveryBook.BookStorage) =>
-  Layer.effect(
+  Layer.scoped(
     DeliveryBook.DeliveryBook,
     DeliveryBook.make({
       ...storage,
