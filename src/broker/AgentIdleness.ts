@@ -117,7 +117,7 @@ export const makeWith = (settings: AgentIdlenessSettings = {}) =>
     )
 
     // single_shot: the agent is released once its process ends; a released agent is forgotten.
-    const subscription = yield* events.subscribe()
+    const subscription = yield* events.subscribe(undefined, { kinds: ["agent_released", "agent_exited"] })
     yield* subscription.events.pipe(
       Stream.runForEach((event) =>
         Effect.gen(function*() {

@@ -115,11 +115,11 @@ export const make = Effect.gen(function*() {
   const dispatch = (frame: Incoming) =>
     Effect.gen(function*() {
       const at = yield* Clock.currentTimeMillis
+      yield* stats.count(frame.agent, "received")
       yield* stats.update(frame.agent, (current) => ({
         ...current,
         agent_id: frame.agent_id.length > 0 ? frame.agent_id : current.agent_id,
-        last_frame: frameSummary(frame, frame.undecodable ?? null, at),
-        counts: { ...current.counts, received: current.counts.received + 1 }
+        last_frame: frameSummary(frame, frame.undecodable ?? null, at)
       }))
       yield* events.publish("delivery_queued", {
         name: frame.agent,

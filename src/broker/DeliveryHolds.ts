@@ -213,7 +213,7 @@ export const makeWith = (options: DeliveryHoldsOptions = {}) =>
     })
 
     // A released agent's hold goes with it: its held frames were never acked, so the engine keeps them.
-    const subscription = yield* events.subscribe()
+    const subscription = yield* events.subscribe(undefined, { kinds: ["agent_released"] })
     yield* subscription.events.pipe(
       Stream.filter((event) => event.kind === "agent_released" && typeof event.name === "string"),
       Stream.runForEach((event) => gate.withPermits(1)(put(event.name as string, released))),

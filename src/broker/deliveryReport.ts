@@ -1,5 +1,4 @@
 import * as Effect from "effect/Effect"
-import * as Ref from "effect/Ref"
 import type { Deliver } from "../wire/frames.js"
 import type { Json } from "../wire/Json.js"
 import type { SeqRange } from "./deliveryDecisions.js"
@@ -146,22 +145,34 @@ export const frameSummary = (frame: Pick<Deliver, "seq" | "msg_id" | "delivery_i
 /** The per-agent stats, keyed by agent name (like the acks). */
 export interface DeliveryStats {
   readonly all: Effect.Effect<ReadonlyMap<string, AgentStats>>
+  /** Replaces the facts of an agent (its counters are kept: they change only through `count`). */
   readonly update: (name: string, f: (current: AgentStats) => AgentStats) => Effect.Effect<void>
   readonly count: (name: string, key: keyof DeliveryCounts, by?: number) => Effect.Effect<void>
   readonly setError: (name: string, error: string) => Effect.Effect<void>
 }
 
-export const makeStats: Effect.Effect<DeliveryStats> = Effect.map(
-  Ref.make<ReadonlyMap<string, AgentStats>>(new Map()),
-  (stats) => {
-    const update = (name: string, f: (current: AgentStats) => AgentStats) =>
-      Ref.update(stats, (current) => new Map(current).set(name, f(current.get(name) ?? emptyStats)))
-    return {
-      all: Ref.get(stats),
-      update,
-      count: (name, key, by = 1) =>
-        update(name, (current) => ({ ...current, counts: { ...current.counts, [key]: current.counts[key] + by } })),
-      setError: (name, error) => update(name, (current) => ({ ...current, last_error: error }))
+type Counters = { -readonly [K in keyof DeliveryCounts]: number }
+
+/** Plain counters and records, changed in place: a delivery touches them several times. */
+export const makeStats: Effect.Effect<DeliveryStats> = Effect.sync(() => {
+  const facts = new Map<string, AgentStats>()
+  const counters = new Map<string, Counters>()
+  const countersOf = (name: string): Counters => {
+    let entry = counters.get(name)
+    if (entry === undefined) {
+      entry = { ...zeroCounts }
+      counters.set(name, entry)
     }
+    return entry
   }
-)
+  const current = (name: string): AgentStats => ({ ...(facts.get(name) ?? emptyStats), counts: { ...countersOf(name) } })
+  return {
+    all: Effect.sync(() => {
+      const names = new Set([...facts.keys(), ...counters.keys()])
+      return new Map([...names].map((name) => [name, current(name)]))
+    }),
+    update: (name, f) => Effect.sync(() => void facts.set(name, f(facts.get(name) ?? emptyStats))),
+    count: (name, key, by = 1) => Effect.sync(() => void (countersOf(name)[key] += by)),
+    setError: (name, error) => Effect.sync(() => void facts.set(name, { ...(facts.get(name) ?? emptyStats), last_error: error }))
+  }
+})

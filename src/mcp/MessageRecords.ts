@@ -15,8 +15,6 @@ import type { LocalRecord } from "./deliveryStates.js"
 
 export const capacity = 5_000
 
-type Records = ReadonlyMap<string, ReadonlyMap<string, LocalRecord>>
-
 export class MessageRecords extends Context.Tag("relay-broker/MessageRecords")<MessageRecords, {
   /** Per local agent name, what happened to message `id` here. */
   readonly lookup: (id: string) => Effect.Effect<ReadonlyMap<string, LocalRecord>>
@@ -31,22 +29,27 @@ export class MessageRecords extends Context.Tag("relay-broker/MessageRecords")<M
   ) => Effect.Effect<ReadonlyMap<string, LocalRecord>>
 }>() {}
 
-const update = (records: Records, id: string, agent: string, change: (record: LocalRecord) => LocalRecord): Records => {
-  const next = new Map(records)
-  const perAgent = new Map(next.get(id) ?? [])
+/** In place: copying the whole map per event cost O(capacity) on every delivery event. */
+const update = (records: Map<string, Map<string, LocalRecord>>, id: string, agent: string, change: (record: LocalRecord) => LocalRecord) => {
+  const perAgent = records.get(id) ?? new Map<string, LocalRecord>()
   perAgent.set(agent, change(perAgent.get(agent) ?? {}))
-  next.delete(id)
-  next.set(id, perAgent)
-  while (next.size > capacity) next.delete(next.keys().next().value!)
-  return next
+  records.delete(id)
+  records.set(id, perAgent)
+  while (records.size > capacity) records.delete(records.keys().next().value!)
 }
 
 const hasOutcome = (record: LocalRecord | undefined) => record?.injectedAt !== undefined || record?.failed !== undefined
 
 export const make = Effect.gen(function*() {
   const events = yield* EventLog
-  const state = yield* SubscriptionRef.make<Records>(new Map())
-  const subscription = yield* events.subscribe()
+  const records = new Map<string, Map<string, LocalRecord>>()
+  // Bumped after each change: `awaitOutcome` re-reads the records when it moves.
+  const version = yield* SubscriptionRef.make(0)
+  const changed = (id: string, agent: string, change: (record: LocalRecord) => LocalRecord) =>
+    Effect.zipRight(Effect.sync(() => update(records, id, agent, change)), SubscriptionRef.update(version, (n) => n + 1))
+  const subscription = yield* events.subscribe(undefined, {
+    kinds: ["delivery_queued", "delivery_injected", "delivery_dead_lettered"]
+  })
   yield* subscription.events.pipe(
     Stream.runForEach((event) =>
       Effect.gen(function*() {
@@ -56,12 +59,12 @@ export const make = Effect.gen(function*() {
         const at = yield* Clock.currentTimeMillis
         switch (event.kind) {
           case "delivery_queued":
-            return yield* SubscriptionRef.update(state, (records) => update(records, id, agent, (r) => ({ ...r, queuedAt: at })))
+            return yield* changed(id, agent, (r) => ({ ...r, queuedAt: at }))
           case "delivery_injected":
-            return yield* SubscriptionRef.update(state, (records) => update(records, id, agent, (r) => ({ ...r, injectedAt: at })))
+            return yield* changed(id, agent, (r) => ({ ...r, injectedAt: at }))
           case "delivery_dead_lettered": {
             const reason = typeof event["reason"] === "string" ? event["reason"] : "dead_lettered"
-            return yield* SubscriptionRef.update(state, (records) => update(records, id, agent, (r) => ({ ...r, failed: reason })))
+            return yield* changed(id, agent, (r) => ({ ...r, failed: reason }))
           }
         }
       })
@@ -69,11 +72,12 @@ export const make = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  const lookup = (id: string) => Effect.map(SubscriptionRef.get(state), (records) => records.get(id) ?? new Map())
+  const lookup = (id: string): Effect.Effect<ReadonlyMap<string, LocalRecord>> =>
+    Effect.sync(() => new Map(records.get(id) ?? []))
 
   const awaitOutcome = (id: string, agents: ReadonlyArray<string>, timeout: Duration.DurationInput) =>
-    state.changes.pipe(
-      Stream.map((records) => records.get(id) ?? new Map<string, LocalRecord>()),
+    version.changes.pipe(
+      Stream.map(() => records.get(id) ?? new Map<string, LocalRecord>()),
       Stream.filter((perAgent) => agents.every((agent) => hasOutcome(perAgent.get(agent)))),
       Stream.runHead,
       Effect.timeoutOption(timeout),
