@@ -101,14 +101,21 @@ export const make = Effect.gen(function*() {
   const slots = yield* SynchronizedRef.make<ReadonlyMap<string, WorkerSlot>>(new Map())
   const allSlots = Effect.map(SynchronizedRef.get(slots), (current) => [...current.values()])
 
-  const slotFor = (name: string) =>
+  // Read without the ref's lock once the slot exists (every frame after an agent's first).
+  let knownSlots: ReadonlyMap<string, WorkerSlot> = new Map()
+  const slotFor = (name: string) => {
+    const known = knownSlots.get(name)
+    return known !== undefined ? Effect.succeed(known) : createSlot(name)
+  }
+  const createSlot = (name: string) =>
     SynchronizedRef.modifyEffect(slots, (current) => {
       const existing = current.get(name)
       if (existing !== undefined) return Effect.succeed([existing, current] as const)
       return Effect.gen(function*() {
         const slot = makeSlot(name, yield* Queue.unbounded<Incoming>(), yield* Clock.currentTimeMillis)
         yield* Effect.forkIn(workers.supervise(slot), scope)
-        return [slot, new Map(current).set(name, slot)] as const
+        knownSlots = new Map(current).set(name, slot)
+        return [slot, knownSlots] as const
       })
     })
 

@@ -214,13 +214,17 @@ const startPty = (
       catch: (error) => new SpawnFailed({ command: options.command, reason: "Failed", detail: String(error) })
     }).pipe(Effect.tapError(() => Effect.sync(screen.dispose)))
 
+    // Offered directly (no fiber per chunk); only a full hub takes the sliding path of `publish`.
+    const offer = (chunk: string | null) => {
+      if (!hub.unsafeOffer(chunk)) Effect.runSync(PubSub.publish(hub, chunk))
+    }
     child.onData((data) => {
       screen.write(data)
-      Effect.runSync(PubSub.publish(hub, data))
+      offer(data)
     })
     child.onExit(({ exitCode, signal }) => {
       gone = true
-      Effect.runSync(PubSub.publish(hub, null))
+      offer(null)
       const bySignal = signal !== undefined && signal > 0
       Deferred.unsafeDone(exit, Exit.succeed({ code: bySignal ? null : exitCode, signal: bySignal ? signal : null }))
       try {

@@ -4,7 +4,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { Deliver } from "../wire/frames.js"
 import type { AgentRegistry, LiveAgent } from "./AgentRegistry.js"
 import type { DeadLetter, DeadLetterReason, DeadLetters } from "./DeadLetters.js"
@@ -58,11 +57,12 @@ export const makeSurface = (services: SurfaceServices) =>
     const injectRetry = Schedule.exponential(services.options.injectRetryBase, 2).pipe(
       Schedule.intersect(Schedule.recurs(services.options.injectRetries))
     )
-    const locks = yield* SynchronizedRef.make<ReadonlyMap<string, Effect.Semaphore>>(new Map())
+    // Plain maps and sets, read and changed in one synchronous step each (the hot path of every frame).
+    const locks = new Map<string, Effect.Semaphore>()
     /** Agent sessions (`name:pid`) that already had their first delivery (and its reminder). */
-    const reminded = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const reminded = new Set<string>()
     /** Names whose last delivery found no live agent: later frames do not wait for a spawn race again. */
-    const absent = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const absent = new Set<string>()
     const workspace = yield* Ref.make<Option.Option<string>>(Option.none())
 
     const workspaceLabel = Effect.gen(function*() {
@@ -77,12 +77,14 @@ export const makeSurface = (services: SurfaceServices) =>
       return found
     })
 
-    const lockFor = (name: string) =>
-      SynchronizedRef.modifyEffect(locks, (current) => {
-        const existing = current.get(name)
-        if (existing !== undefined) return Effect.succeed([existing, current] as const)
-        return Effect.map(Effect.makeSemaphore(1), (lock) => [lock, new Map(current).set(name, lock)] as const)
-      })
+    const lockFor = (name: string): Effect.Semaphore => {
+      let lock = locks.get(name)
+      if (lock === undefined) {
+        lock = Effect.unsafeMakeSemaphore(1)
+        locks.set(name, lock)
+      }
+      return lock
+    }
 
     const notStored = (why: unknown) =>
       Effect.as(Effect.logError("dead letter not stored; it is in this log line only", why), Option.none<DeadLetter>())
@@ -155,7 +157,7 @@ export const makeSurface = (services: SurfaceServices) =>
         // An agent that already exited is as gone as an unknown one; retrying would only delay the queue.
         if (agent.status === "exited") return yield* new UnknownWorker({ agent: frame.agent })
         const session = `${agent.name}:${agent.pid}`
-        const first = !(yield* Ref.get(reminded)).has(session)
+        const first = !reminded.has(session)
         const label = yield* workspaceLabel
         const text = formatInjection({
           from: fields.from,
@@ -168,28 +170,23 @@ export const makeSurface = (services: SurfaceServices) =>
           preRegistered: true,
           reminder: reminderFor(agent.cli, first)
         })
-        const lock = yield* lockFor(agent.name)
-        yield* lock.withPermits(1)(agent.pty.inject(text, {
+        yield* lockFor(agent.name).withPermits(1)(agent.pty.inject(text, {
           input: agent.injectMode,
           steer: frame.mode === "steer",
           delivery: { deliveryId: frame.delivery_id, eventId: frame.msg_id }
         }))
-        yield* Ref.update(reminded, (current) => new Set(current).add(session))
+        reminded.add(session)
         return agent
       })
       return Effect.gen(function*() {
         // An agent that was absent a moment ago is not waited for again (a restart replays many frames
         // for agents that are not back yet); otherwise the retries cover a spawn still in progress.
-        const wasAbsent = (yield* Ref.get(absent)).has(frame.agent)
+        const wasAbsent = absent.has(frame.agent)
         const agent = yield* attempt.pipe(
           Effect.retry({ schedule: injectRetry, while: (error) => error._tag === "PtyClosed" || !wasAbsent }),
-          Effect.tapErrorTag("UnknownWorker", () => Ref.update(absent, (current) => new Set(current).add(frame.agent)))
+          Effect.tapErrorTag("UnknownWorker", () => Effect.sync(() => absent.add(frame.agent)))
         )
-        yield* Ref.update(absent, (current) => {
-          const next = new Set(current)
-          next.delete(frame.agent)
-          return next
-        })
+        absent.delete(frame.agent)
         return agent
       })
     }
