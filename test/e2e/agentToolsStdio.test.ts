@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { stopChild } from "../support/processes.js"
 import { cmdline, descendantsOf, environOf, mainJs, startDaemon, tempRoot, until } from "../support/toolsDaemon.js"
 
 // The three harnesses served by the stdio `relay-broker mcp`, each a stand-in that reads its wiring
@@ -73,5 +74,27 @@ describe.skipIf(!existsSync(mainJs))("agent-relay tools over stdio: cursor, droi
           ? true
           : undefined)
       assert.strictEqual(statSync(join(work, ".grok", "settings.json")).mode & 0o777, 0o600)
+    }))
+
+  it.scopedLive("a daemon stopped with SIGTERM puts the files of its running agents back", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const work = join(root, "work")
+      mkdirSync(work, { recursive: true })
+      const users = `{ "theme": "dark" }`
+      writeFileSync(join(work, "opencode.json"), users)
+      const daemon = yield* startDaemon(root)
+      assert.strictEqual((yield* daemon.spawn("op", "opencode")).status, 200)
+      assert.strictEqual((yield* daemon.spawn("cur", "cursor-agent")).status, 200)
+      yield* daemon.shows("op", "[stand-in] tools 29")
+      yield* daemon.shows("cur", "[stand-in] tools 29")
+      assert.notStrictEqual(readFileSync(join(work, "opencode.json"), "utf8"), users)
+      assert.strictEqual(readdirSync(join(daemon.stateDir, "mcp-agents")).length, 1)
+
+      yield* stopChild(daemon.proc.child)
+      assert.strictEqual(daemon.proc.child.exitCode, 0, daemon.proc.stderr.join("\n"))
+      assert.strictEqual(readFileSync(join(work, "opencode.json"), "utf8"), users)
+      assert.isFalse(existsSync(join(work, ".cursor")))
+      assert.deepStrictEqual(readdirSync(join(daemon.stateDir, "mcp-agents")), [])
     }))
 })
