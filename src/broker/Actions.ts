@@ -11,9 +11,11 @@ import type { Json } from "../wire/Json.js"
 import type { ActionInvoke, ActionResult } from "../wire/frames.js"
 import { AgentRegistry, type SpawnSpec } from "./AgentRegistry.js"
 import { NodeControl } from "./NodeControl.js"
+import { SidecarHandlers } from "./SidecarHandlers.js"
 
 // The engine's `action.invoke`: `spawn` / `spawn:<harness>` start an agent on this node, `release`
-// stops one, anything else is unsupported. Every invocation gets exactly one `action.result`, and a
+// stops one, an action a connected fleet sidecar registered goes to that sidecar (SidecarHandlers,
+// before the built-in ones, as upstream routes it), anything else is unsupported. Every invocation gets exactly one `action.result`, and a
 // repeated invocation id gets the recorded result again without running anything.
 
 /** How many invocation results are remembered for idempotency (oldest forgotten first). */
@@ -114,6 +116,7 @@ const failed = (invoke: ActionInvoke, error: string): ActionResult => ({
 export const make = Effect.gen(function*() {
   const registry = yield* AgentRegistry
   const node = yield* NodeControl
+  const sidecars = yield* Effect.serviceOption(SidecarHandlers)
   // Insertion-ordered: the first keys are the oldest. In-flight invocations are here too, so a
   // repeat that arrives while the first run is still going waits for it instead of running again.
   const record = yield* Ref.make<ReadonlyMap<string, Deferred.Deferred<ActionResult>>>(new Map())
@@ -145,12 +148,24 @@ export const make = Effect.gen(function*() {
     )
   }
 
-  const run = (invoke: ActionInvoke): Effect.Effect<ActionResult> => {
-    const outcome = isSpawn(invoke.action)
+  const builtIn = (invoke: ActionInvoke): Effect.Effect<ActionResult> =>
+    isSpawn(invoke.action)
       ? spawn(invoke)
       : invoke.action === "release"
       ? release(invoke)
       : Effect.succeed(failed(invoke, `unsupported_action: ${invoke.action}`))
+
+  /** The sidecar that registered the action answers it; else the broker's own actions. */
+  const routed = (invoke: ActionInvoke): Effect.Effect<ActionResult> =>
+    Option.isNone(sidecars) ? builtIn(invoke) : sidecars.value.invoke(invoke).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => builtIn(invoke),
+        onSome: (outcome) => Effect.succeed("error" in outcome ? failed(invoke, outcome.error) : succeeded(invoke, outcome.output))
+      }))
+    )
+
+  const run = (invoke: ActionInvoke): Effect.Effect<ActionResult> => {
+    const outcome = routed(invoke)
     // A defect must still answer the engine, or its invocation would hang until the dispatch timeout.
     return outcome.pipe(
       Effect.catchAllCause((cause) =>

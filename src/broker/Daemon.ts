@@ -27,6 +27,7 @@ import * as EngineClient from "./EngineClient.js"
 import * as EventLog from "./EventLog.js"
 import * as ConnectionFile from "./http/connectionFile.js"
 import * as Shutdown from "./http/Shutdown.js"
+import * as SidecarHandlers from "./SidecarHandlers.js"
 import * as LocalEngine from "./LocalEngine.js"
 import * as NodeControl from "./NodeControl.js"
 import * as ProcessTree from "./ProcessTree.js"
@@ -118,7 +119,15 @@ export const servicesLayer = ControlApi.layer.pipe(
     )
   ),
   Layer.provideMerge(
-    Layer.mergeAll(EventLog.layer, AgentRoster.layer, Shutdown.layer, PtyHost.layer, ProcessTree.layer, Deliveries.layerConfig)
+    Layer.mergeAll(
+      EventLog.layer,
+      AgentRoster.layer,
+      Shutdown.layer,
+      PtyHost.layer,
+      ProcessTree.layer,
+      Deliveries.layerConfig,
+      SidecarHandlers.layer
+    )
   )
 )
 

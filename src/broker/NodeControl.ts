@@ -30,6 +30,7 @@ import { DeliveryBook } from "./DeliveryBook.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { NodeRequestFailed, type Unauthorized } from "./errors.js"
 import { type NodeControlOptions, nodeControlUrl, reconnectSchedule, skippedFrames } from "./nodeControlPolicy.js"
+import { SidecarHandlers } from "./SidecarHandlers.js"
 import { salvageDelivery, type UndecodableDelivery } from "./nodeFrames.js"
 import { makeOutbox } from "./nodeOutbox.js"
 import * as Protocol from "./nodeProtocol.js"
@@ -100,6 +101,7 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     const version = `relay-broker/${config.version}`
     const spawnCapabilities = options.capabilities ?? []
     const book = yield* Effect.serviceOption(DeliveryBook)
+    const sidecars = yield* Effect.serviceOption(SidecarHandlers)
     // The protocol generation (provider until a v5 engine refuses it) and this connection's epoch.
     const manifest = yield* Ref.make<Protocol.Manifest>({
       dialect: options.dialect ?? "provider",
@@ -138,12 +140,17 @@ export const makeWith = (options: NodeControlOptions = {}) =>
 
     const encode = (frame: NodeToServer) => encodeNodeFrame(frame)
 
+    /** The manifest with the connected sidecars' handlers of this moment. */
+    const currentManifest = Option.isNone(sidecars)
+      ? Ref.get(manifest)
+      : Effect.zipWith(Ref.get(manifest), sidecars.value.capabilities, (m, handlers): Protocol.Manifest => ({ ...m, handlers }))
+
     const registerFrame = (identity: NodeIdentity) =>
-      Effect.map(Ref.get(manifest), (m) =>
+      Effect.map(currentManifest, (m) =>
         Protocol.registerFrame(m, { id: identity.nodeId, name: identity.nodeName, version, requestId: newId("node.register") }))
 
     const heartbeatFrame = (identity: NodeIdentity) =>
-      Effect.zipWith(Ref.get(manifest), roster.list, (m, agents) =>
+      Effect.zipWith(currentManifest, roster.list, (m, agents) =>
         Protocol.heartbeatFrame(m, { id: identity.nodeId, name: identity.nodeName, version, activeAgents: agents.length }))
 
     /** The registration a connection starts with: register, the roster, a heartbeat. */
@@ -413,6 +420,14 @@ export const makeWith = (options: NodeControlOptions = {}) =>
     }).pipe(Effect.catchTag("SessionEnded", () => Effect.void), Effect.withSpan("NodeControl.announce"))
 
     yield* Effect.forkScoped(run)
+    // A sidecar's handlers come and go: the engine learns them from the next heartbeat, sent now.
+    if (Option.isSome(sidecars)) {
+      yield* sidecars.value.capabilityChanges.pipe(
+        Stream.drop(1),
+        Stream.runForEach(() => announce),
+        Effect.forkScoped
+      )
+    }
 
     return NodeControl.of({
       request,

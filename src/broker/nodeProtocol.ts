@@ -31,7 +31,15 @@ export interface Manifest {
   readonly provider: ProviderIdentity
   /** The `spawn:<harness>` capabilities (names only; kinds are added for the provider dialect). */
   readonly spawn: ReadonlyArray<FleetCapability>
+  /** The handlers of connected fleet sidecars (SidecarHandlers), with their own kinds. */
+  readonly handlers?: ReadonlyArray<FleetCapability>
 }
+
+/** Sidecar handlers not already advertised as one of the node's own `spawn:*` capacities. */
+const extraHandlers = (manifest: Manifest): ReadonlyArray<FleetCapability> =>
+  (manifest.handlers ?? []).filter((handler) =>
+    handler.name !== "release" && !manifest.spawn.some((own) => own.name === handler.name)
+  )
 
 /**
  * What the node advertises: in the provider dialect `spawn:*` and `release` as `capacity`, plus the
@@ -40,9 +48,10 @@ export interface Manifest {
  */
 export const advertised = (manifest: Manifest): ReadonlyArray<FleetCapability> =>
   manifest.dialect === "v5"
-    ? manifest.spawn.map(({ name }) => ({ name }))
+    ? [...manifest.spawn, ...extraHandlers(manifest)].map(({ name }) => ({ name }))
     : [
       ...manifest.spawn.map(({ name, metadata }) => ({ name, kind: "capacity", ...(metadata === undefined ? {} : { metadata }) })),
+      ...extraHandlers(manifest).map((handler) => ({ ...handler, kind: capabilityKind(handler) })),
       { name: "release", kind: "capacity" },
       { name: deliveryCursorCapability, kind: "capacity" }
     ]
@@ -80,7 +89,7 @@ export const heartbeatFrame = (
   version: node.version,
   load: 0,
   active_agents: node.activeAgents,
-  handlers_live: manifest.spawn.length > 0
+  handlers_live: manifest.spawn.length > 0 || extraHandlers(manifest).length > 0
 })
 
 export const deregisterFrame = (manifest: Manifest): NodeToServer => ({ v: 1, type: "node.deregister", ...providerField(manifest) })

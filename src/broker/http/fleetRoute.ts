@@ -11,6 +11,9 @@ import { AgentRegistry } from "../AgentRegistry.js"
 import { BrokerIdentity } from "../BrokerIdentity.js"
 import { EngineClient } from "../EngineClient.js"
 import { EventLog } from "../EventLog.js"
+import { type HandlerOutcome, type Sidecar, SidecarHandlers } from "../SidecarHandlers.js"
+import type { FleetCapability } from "../../wire/frames.js"
+import type { Json } from "../../wire/Json.js"
 import { untilClosing } from "./Connections.js"
 import { joinSpawnChannels } from "./channelRoutes.js"
 import { BadRequest, badRequest } from "./responses.js"
@@ -20,6 +23,9 @@ import { BadRequest, badRequest } from "./responses.js"
 // `{v:2, type, request_id, payload}`; every request is answered `{type:"ok", request_id,
 // payload:{result}}` or `{type:"error", request_id, payload:{code, message, retryable}}`, in order.
 // The broker's durable events go to the client as `{v:2, type:"event", payload:<event>}`.
+// The handlers it registers are advertised to the engine, and an engine `action.invoke` of one is
+// sent to it as `{v:2, type:"invoke_handler", payload:{invocation_id, name, input}}` (SidecarHandlers);
+// its `handler_result` is the action's result.
 
 type Frame = { readonly v?: unknown; readonly type?: unknown; readonly request_id?: unknown; readonly payload?: unknown }
 
@@ -105,7 +111,43 @@ const sendMessage = (payload: Record<string, unknown>) =>
       Effect.fail(new FleetError(error.code ?? "relay_error", error.message, error.status === undefined || error.status >= 500)))
   )
 
-const handle = (frame: Frame, node: Ref.Ref<FleetNode | undefined>) =>
+/** The manifest's `capabilities[{name, kind?, metadata?}]`, as advertised to the engine. */
+const manifestCapabilities = (manifest: Record<string, unknown>): ReadonlyArray<FleetCapability> =>
+  (Array.isArray(manifest["capabilities"]) ? manifest["capabilities"] : []).flatMap((entry): Array<FleetCapability> => {
+    const capability = record(entry)
+    const name = text(capability["name"])
+    if (name === undefined) return []
+    const kind = text(capability["kind"])
+    const metadata = capability["metadata"]
+    return [{
+      name,
+      ...(kind === undefined ? {} : { kind }),
+      ...(typeof metadata === "object" && metadata !== null && !Array.isArray(metadata)
+        ? { metadata: metadata as { readonly [key: string]: Json } }
+        : {})
+    }]
+  })
+
+/** `handler_result {invocation_id, output|error}`: exactly one of the two, as upstream requires. */
+const handlerResult = (payload: Record<string, unknown>, sidecar: Sidecar) =>
+  Effect.gen(function*() {
+    const invocationId = text(payload["invocation_id"])
+    const hasOutput = "output" in payload
+    const error = payload["error"]
+    if (invocationId === undefined) return yield* Effect.fail(new FleetError("invalid_request", "handler_result needs invocation_id"))
+    if (hasOutput === (error !== undefined)) {
+      return yield* Effect.fail(new FleetError("invalid_request", "handler_result must include exactly one of output or error"))
+    }
+    const outcome: HandlerOutcome = hasOutput
+      ? { output: (payload["output"] ?? null) as Json }
+      : { error: typeof error === "string" ? error : JSON.stringify(error) }
+    yield* sidecar.complete(invocationId, outcome).pipe(
+      Effect.mapError((refused) => new FleetError(refused.code, refused.message))
+    )
+    return { accepted: true }
+  })
+
+const handle = (frame: Frame, node: Ref.Ref<FleetNode | undefined>, sidecar: Sidecar | undefined) =>
   Effect.gen(function*() {
     const payload = record(frame.payload)
     switch (frame.type) {
@@ -115,16 +157,21 @@ const handle = (frame: Frame, node: Ref.Ref<FleetNode | undefined>) =>
         const manifest = record(payload["manifest"])
         const name = text(manifest["name"]) ?? "local-node"
         yield* Ref.set(node, { name, handlers: [] })
+        if (sidecar !== undefined) yield* sidecar.registerNode({ name, capabilities: manifestCapabilities(manifest) })
         yield* Effect.logInfo(`fleet node "${name}" registered`)
         return { node: name, registered: true }
       }
       case "register_handlers": {
         const names = Array.isArray(payload["names"]) ? payload["names"].filter((name): name is string => typeof name === "string") : []
         yield* Ref.update(node, (current) => ({ name: current?.name ?? "local-node", handlers: names }))
+        if (sidecar !== undefined) yield* sidecar.registerHandlers(names)
         return { registered: names }
       }
       case "handler_result":
-        return { accepted: true }
+        if (sidecar === undefined) {
+          return yield* Effect.fail(new FleetError("unknown_invocation", "handler_result did not match an in-flight invocation"))
+        }
+        return yield* handlerResult(payload, sidecar)
       case "spawn_agent":
         return yield* spawnAgent(payload)
       case "send_message":
@@ -132,6 +179,7 @@ const handle = (frame: Frame, node: Ref.Ref<FleetNode | undefined>) =>
       case "deregister_node": {
         const current = yield* Ref.getAndSet(node, undefined)
         if (current !== undefined) yield* Effect.logInfo(`fleet node "${current.name}" deregistered`)
+        if (sidecar !== undefined) yield* sidecar.registerHandlers([])
         return { deregistered: current !== undefined }
       }
       default:
@@ -148,6 +196,11 @@ export const fleetRoute = Effect.gen(function*() {
   const write = yield* socket.writer
   const node = yield* Ref.make<FleetNode | undefined>(undefined)
   const frames = yield* Queue.unbounded<string | Uint8Array>()
+  const handlers = yield* Effect.serviceOption(SidecarHandlers)
+  const sidecar = Option.isNone(handlers) ? undefined : yield* Effect.acquireRelease(
+    handlers.value.connect({ send: (frame) => write(frame).pipe(Effect.ignore) }),
+    (sidecar) => sidecar.close
+  )
   const receive = yield* socket.runRaw((frame) => {
     frames.unsafeOffer(frame)
   }).pipe(Effect.ignore, Effect.forkScoped)
@@ -165,7 +218,7 @@ export const fleetRoute = Effect.gen(function*() {
       }))
     }
     const requestId = frame.request_id ?? null
-    const reply = yield* handle(frame, node).pipe(
+    const reply = yield* handle(frame, node, sidecar).pipe(
       Effect.map((result) => ({ v: 2, type: "ok", request_id: requestId, payload: { result } })),
       Effect.catchAll((error: FleetError) =>
         Effect.succeed({
