@@ -79,6 +79,7 @@ export const readSpawnRequest = (
   const task = readString(input, ["task", "initial_task", "prompt"])
   const cwd = readString(input, ["cwd"])
   const model = readString(input, ["model"])
+  const team = readString(input, ["team"])
   const sessionRef = readString(input, ["session_ref", "sessionRef"])
   const args = readStrings(input, "args")
   const channel = readString(input, ["channel"])
@@ -91,6 +92,7 @@ export const readSpawnRequest = (
     ...(task === undefined ? {} : { task }),
     ...(cwd === undefined ? {} : { cwd }),
     ...(model === undefined ? {} : { model }),
+    ...(team === undefined ? {} : { team }),
     ...(sessionRef === undefined ? {} : { sessionRef }),
     ...(channels.length === 0 ? {} : { channels })
   }

@@ -48,6 +48,8 @@ export interface SpawnSpec {
   readonly task?: string
   readonly channels?: ReadonlyArray<string>
   readonly model?: string
+  /** Upstream's `team`: a label kept with the agent and shown in `/api/spawned`. */
+  readonly team?: string
   readonly env?: Readonly<Record<string, string>>
   /** Set when the spawn comes from an engine `action.invoke`. */
   readonly invocationId?: string
@@ -72,6 +74,9 @@ export interface AgentInfo {
   readonly lastActivityAt: number
   /** How messages are typed into this agent's terminal (from its harness). */
   readonly injectMode: InjectMode["input"]
+  /** As given at spawn. */
+  readonly model?: string
+  readonly team?: string
   /** Set when the bind went through the HTTP fallback and left something to say. */
   readonly warning?: string
   /** Whether it can take keys yet, and how that was decided (AgentReadiness; always set by the live registry). */
@@ -299,6 +304,8 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
             pid: pty.pid,
             startedAt,
             injectMode: harness.injectInput,
+            ...(spec.model === undefined ? {} : { model: spec.model }),
+            ...(spec.team === undefined ? {} : { team: spec.team }),
             ...(warning === "" ? {} : { warning })
           },
           pty: tracked,

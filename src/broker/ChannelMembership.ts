@@ -7,6 +7,7 @@ import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { redactSecrets } from "./EngineClient.js"
+import { engineStatusMayPass } from "./retryable.js"
 
 // The channels each local agent is in (upstream's `channels` of /api/spawned, `--channels` of
 // `init`, `/api/spawned/{name}/subscribe|unsubscribe`). Joining goes through the engine: the channel
@@ -17,6 +18,8 @@ export interface ChannelChange {
   readonly channels: ReadonlyArray<string>
   /** One line per channel the engine refused or could not be reached for. */
   readonly failures: ReadonlyArray<string>
+  /** Whether every failure may pass later (the engine away, 408, 429, 5xx); false when it refused one. */
+  readonly retryable: boolean
 }
 
 export class ChannelMembership extends Context.Tag("relay-broker/ChannelMembership")<ChannelMembership, {
@@ -73,36 +76,41 @@ export const make = Effect.gen(function*() {
   const join = (agent: string, token: Redacted.Redacted<string>, channels: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       const failures: Array<string> = []
+      let retryable = true
       for (const channel of new Set(channels.map(channelName).filter((name) => name !== ""))) {
         const created = yield* call("/v1/channels", config.workspaceKey, { name: channel })
         if (created.status !== 0 && created.status !== 201 && created.status !== 200 && created.status !== 409) {
           failures.push(failureLine(channel, created))
+          retryable &&= engineStatusMayPass(created.status)
           continue
         }
         const joined = yield* call(`/v1/channels/${encodeURIComponent(channel)}/join`, token, {})
         if (joined.status < 200 || joined.status >= 300) {
           failures.push(failureLine(channel, joined))
+          retryable &&= engineStatusMayPass(joined.status)
           continue
         }
         yield* update(agent, (current) => current.includes(channel) ? current : [...current, channel])
       }
       if (failures.length > 0) yield* Effect.logWarning(`${agent} could not join: ${failures.join("; ")}`)
-      return { channels: (yield* Ref.get(known)).get(agent) ?? [], failures }
+      return { channels: (yield* Ref.get(known)).get(agent) ?? [], failures, retryable: failures.length > 0 && retryable }
     })
 
   const leave = (agent: string, token: Redacted.Redacted<string>, channels: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       const failures: Array<string> = []
+      let retryable = true
       for (const channel of new Set(channels.map(channelName).filter((name) => name !== ""))) {
         const left = yield* call(`/v1/channels/${encodeURIComponent(channel)}/leave`, token, {})
         // Not a member (404) is as good as having left.
         if ((left.status < 200 || left.status >= 300) && left.status !== 404) {
           failures.push(failureLine(channel, left))
+          retryable &&= engineStatusMayPass(left.status)
           continue
         }
         yield* update(agent, (current) => current.filter((name) => name !== channel))
       }
-      return { channels: (yield* Ref.get(known)).get(agent) ?? [], failures }
+      return { channels: (yield* Ref.get(known)).get(agent) ?? [], failures, retryable: failures.length > 0 && retryable }
     })
 
   return ChannelMembership.of({

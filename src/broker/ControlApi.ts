@@ -114,7 +114,8 @@ export const make = Effect.gen(function*() {
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause)
         : Effect.logError("control API request failed", Cause.pretty(cause)).pipe(
-          Effect.as(failure(500, "internal_error", "internal error"))
+          // A defect answers the same request the same way again: not retryable.
+          Effect.as(failure(500, "internal_error", "internal error", { retryable: false }))
         )
     ),
     limitBodySize(),

@@ -12,10 +12,12 @@ import { DeliveryMode } from "../wire/frames.js"
 import { Json } from "../wire/Json.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { PersistFailed } from "./errors.js"
+import { EventLog } from "./EventLog.js"
 
 // Deliveries that ended without reaching the agent's terminal. They are acked to the engine (so it
 // does not redeliver forever) and kept here, visible and redeliverable: bounded, oldest evicted,
-// persisted atomically to `<stateDir>/dead-letters.json` before the ack.
+// persisted atomically to `<stateDir>/dead-letters.json` before the ack. An entry evicted to make
+// room is a message given up for good: each one is published as upstream's `delivery_dropped`.
 
 export const capacity = 500
 
@@ -117,30 +119,49 @@ export const make = (storage: DeadLetterStorage, options?: { readonly capacity?:
     const initial = Option.getOrElse(yield* storage.load, (): Persisted => ({ v: 1, next_id: 1, entries: [] }))
     const state = yield* Ref.make<Persisted>(initial)
     const lock = yield* Effect.makeSemaphore(1)
+    const events = yield* Effect.serviceOption(EventLog)
 
-    /** Applies a change and writes the result, one change at a time. */
-    const change = <A>(f: (current: Persisted, now: number) => readonly [A, Persisted]) =>
+    /** Applies a change (then `applied`, even when the write fails) and writes the result, one change at a time. */
+    const change = <A>(
+      f: (current: Persisted, now: number) => readonly [A, Persisted],
+      applied: (result: A) => Effect.Effect<void> = () => Effect.void
+    ) =>
       lock.withPermits(1)(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const [result, next] = yield* Ref.modify(state, (current) => {
           const [result, next] = f(current, now)
           return [[result, next] as const, next]
         })
+        yield* applied(result)
         yield* storage.write(next)
         return result
       }))
 
+    /** `delivery_dropped {name, count, reason}` for each entry evicted from the full store. */
+    const publishEvicted = (evicted: ReadonlyArray<DeadLetter>) =>
+      Option.isNone(events) ? Effect.void : Effect.forEach(evicted, (entry) =>
+        events.value.publish("delivery_dropped", {
+          name: entry.agent,
+          count: 1,
+          reason: `dead_letter_evicted: the dead-letter store is full (${limit}); ${entry.id} (${entry.reason}: ${entry.detail}) was dropped`
+        }), { discard: true })
+
     const add = Effect.fn("DeadLetters.add")(function*(entry: NewDeadLetter) {
-      return yield* change((current, now): readonly [DeadLetter, Persisted] => {
-        const letter: DeadLetter = {
-          ...entry,
-          id: `dl_${current.next_id}`,
-          time: new Date(now).toISOString(),
-          redelivery_attempts: 0
-        }
-        const entries = [...current.entries, letter]
-        return [letter, { v: 1, next_id: current.next_id + 1, entries: entries.slice(Math.max(0, entries.length - limit)) }]
-      })
+      const [letter] = yield* change(
+        (current, now): readonly [readonly [DeadLetter, ReadonlyArray<DeadLetter>], Persisted] => {
+          const letter: DeadLetter = {
+            ...entry,
+            id: `dl_${current.next_id}`,
+            time: new Date(now).toISOString(),
+            redelivery_attempts: 0
+          }
+          const entries = [...current.entries, letter]
+          const kept = Math.max(0, entries.length - limit)
+          return [[letter, entries.slice(0, kept)], { v: 1, next_id: current.next_id + 1, entries: entries.slice(kept) }]
+        },
+        ([, evicted]) => publishEvicted(evicted)
+      )
+      return letter
     })
 
     const remove = Effect.fn("DeadLetters.remove")(function*(ids: ReadonlyArray<string>) {

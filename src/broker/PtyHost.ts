@@ -334,7 +334,7 @@ export const makeWith = (options: PtyHostOptions = {}) =>
       if (!cwdOk) {
         return yield* new SpawnFailed({
           command: spawnOptions.command,
-          reason: "Failed",
+          reason: "InvalidCwd",
           detail: `the working directory ${cwd} does not exist`
         })
       }
@@ -342,12 +342,12 @@ export const makeWith = (options: PtyHostOptions = {}) =>
       const nodePty = yield* Effect.tryPromise({
         try: loadNodePty,
         catch: (error) =>
-          new SpawnFailed({ command: spawnOptions.command, reason: "Failed", detail: `node-pty is unavailable: ${String(error)}` })
+          new SpawnFailed({ command: spawnOptions.command, reason: "Unavailable", detail: `node-pty is unavailable: ${String(error)}` })
       })
       const emulator = yield* Effect.tryPromise({
         try: loadEmulator,
         catch: (error) =>
-          new SpawnFailed({ command: spawnOptions.command, reason: "Failed", detail: `the terminal emulator is unavailable: ${String(error)}` })
+          new SpawnFailed({ command: spawnOptions.command, reason: "Unavailable", detail: `the terminal emulator is unavailable: ${String(error)}` })
       })
       // Released in reverse: the process is killed, then its screen is disposed.
       return yield* Effect.acquireRelease(

@@ -4,6 +4,7 @@ import type { SpawnSpec } from "./AgentRegistry.js"
 import type { BrokerConfig } from "./BrokerConfig.js"
 import type { EngineClient } from "./EngineClient.js"
 import { BindFailed, type EngineHttpFailed, type NodeRequestFailed } from "./errors.js"
+import { engineStatusMayPass } from "./retryable.js"
 import type { NodeControl } from "./NodeControl.js"
 
 // Binding an agent to this node before it runs: `agent.register` over node control, else the
@@ -37,7 +38,10 @@ export const makeAgentBinding = ({ config, nodeControl, engine }: AgentBindingSe
   const bindFailed = (name: string, nodeError: NodeRequestFailed, httpError: EngineHttpFailed) =>
     new BindFailed({
       agent: name,
-      reason: httpError.status !== undefined ? "Rejected" : nodeError.reason === "Timeout" ? "Timeout" : "Transport",
+      // A refusal (4xx) stays one; the engine away, slow or failing (5xx, 429) may pass.
+      reason: httpError.status !== undefined && !engineStatusMayPass(httpError.status)
+        ? "Rejected"
+        : nodeError.reason === "Timeout" ? "Timeout" : "Transport",
       detail: `agent.register: ${nodeError.message}; HTTP fallback: ${httpError.message}`
     })
 

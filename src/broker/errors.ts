@@ -35,7 +35,12 @@ export class BindFailed extends Schema.TaggedError<BindFailed>()("BindFailed", {
 /** The agent's process could not be started. */
 export class SpawnFailed extends Schema.TaggedError<SpawnFailed>()("SpawnFailed", {
   command: Schema.String,
-  reason: Schema.Literal("NotFound", "NotExecutable", "Failed"),
+  /**
+   * NotFound / NotExecutable: the command; InvalidCwd: the working directory (the caller's to fix);
+   * Unavailable: this installation cannot run terminals (node-pty or the emulator does not load);
+   * Failed: the terminal could not be started this time (e.g. out of ptys or processes).
+   */
+  reason: Schema.Literal("NotFound", "NotExecutable", "InvalidCwd", "Unavailable", "Failed"),
   detail: Schema.String
 }) {
   override get message(): string {

@@ -22,7 +22,8 @@ const withTools = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerRes
     const tools = yield* Effect.serviceOption(AgentTools)
     const records = yield* Effect.serviceOption(MessageRecords)
     if (Option.isNone(tools) || Option.isNone(records)) {
-      return failure(503, "service_unavailable", "the agent tools are not running in this broker")
+      // This broker's composition does not change while it runs: the same request never succeeds here.
+      return failure(503, "service_unavailable", "the agent tools are not running in this broker", { retryable: false })
     }
     return yield* handler.pipe(
       Effect.provideService(AgentTools, tools.value),

@@ -70,6 +70,7 @@ const makeRegistry = Effect.gen(function*() {
     spawn: (spec) =>
       Effect.gen(function*() {
         if (spec.name === "taken") return yield* new NameTaken({ agent: spec.name })
+        if (spec.name === "defect") return yield* Effect.die(new Error("a bug"))
         if (spec.name === "bad name") return yield* new InvalidAgentName({ agent: spec.name, detail: "no spaces" })
         if (spec.name === "unbindable") {
           return yield* new BindFailed({ agent: spec.name, reason: "Rejected", detail: "engine said no" })
@@ -301,6 +302,11 @@ describe("ControlApi", () => {
       const missing = yield* call(api.url, "POST", "/api/spawn", spawnBody("w", "no-such-cli"))
       assert.deepStrictEqual([missing.status, missing.body.code, missing.body.retryable], [400, "cli_not_found", false])
       assert.match(missing.body.error, /no-such-cli/)
+      // A defect answers the same request the same way again; a service not composed in never appears.
+      const defect = yield* call(api.url, "POST", "/api/spawn", spawnBody("defect"))
+      assert.deepStrictEqual([defect.status, defect.body.code, defect.body.retryable], [500, "internal_error", false])
+      const noTools = yield* call(api.url, "POST", "/api/agent/ready", { body: {} })
+      assert.deepStrictEqual([noTools.status, noTools.body.code, noTools.body.retryable], [503, "service_unavailable", false])
       const exited = yield* call(api.url, "POST", "/api/spawn", spawnBody("exited"))
       assert.strictEqual(exited.status, 200)
       const closed = yield* call(api.url, "POST", "/api/input/exited", { body: { data: "x" } })

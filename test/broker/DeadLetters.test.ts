@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PersistFailed } from "../../src/broker/errors.js"
+import * as EventLog from "../../src/broker/EventLog.js"
 import { type DeadLetterStorage, fileStorage, make, memoryStorage, type NewDeadLetter } from "../../src/broker/DeadLetters.js"
 
 const tempDir = Effect.acquireRelease(
@@ -42,6 +43,25 @@ describe("DeadLetters", () => {
       for (let n = 1; n <= 5; n++) yield* letters.add(entry(n))
       assert.deepStrictEqual((yield* letters.list).map((letter) => letter.id), ["dl_3", "dl_4", "dl_5"])
     }))
+
+  it.effect("each entry evicted from the full store is published as delivery_dropped {name, count, reason}, even when the write fails", () =>
+    Effect.gen(function*() {
+      const failOnFifth: DeadLetterStorage = {
+        load: Effect.succeedNone,
+        write: (state) => state.next_id === 6 ? Effect.fail(new PersistFailed({ path: "x", detail: "disk full" })) : Effect.void
+      }
+      const letters = yield* make(failOnFifth, { capacity: 3 })
+      for (let n = 1; n <= 4; n++) yield* letters.add({ ...entry(n), agent: `agent${n}` })
+      yield* Effect.flip(letters.add(entry(5)))
+      const dropped = (yield* (yield* EventLog.EventLog).recent).filter((event) => event.kind === "delivery_dropped")
+      assert.deepStrictEqual(dropped.map(({ name, count }) => ({ name, count })), [{ name: "agent1", count: 1 }, { name: "agent2", count: 1 }])
+      assert.deepStrictEqual(dropped.map((event) => Object.keys(event).sort()), [
+        ["count", "kind", "name", "reason", "seq", "timestamp"],
+        ["count", "kind", "name", "reason", "seq", "timestamp"]
+      ])
+      assert.match(String(dropped[0]!.reason), /^dead_letter_evicted: the dead-letter store is full \(3\); dl_1 \(unknown_agent: unknown worker 'bob'\)/)
+      assert.match(String(dropped[1]!.reason), /dl_2/)
+    }).pipe(Effect.provideServiceEffect(EventLog.EventLog, EventLog.make)))
 
   it.effect("holds 500 entries by default", () =>
     Effect.gen(function*() {

@@ -20,6 +20,30 @@ interface EngineCall {
   readonly args: unknown
 }
 
+/**
+ * What the engine answers a DM to `to`, and what /api/send must answer then: `retryable` only where
+ * the same request can succeed later.
+ */
+const engineAnswers: ReadonlyArray<{
+  readonly to: string
+  readonly engine: number | undefined
+  readonly code?: string
+  readonly status: number
+  readonly retryable: boolean
+}> = [
+  { to: "unreachable", engine: undefined, status: 502, retryable: true },
+  { to: "refused", engine: 400, code: "invalid_request", status: 400, retryable: false },
+  { to: "forbidden", engine: 403, code: "forbidden", status: 400, retryable: false },
+  { to: "slow", engine: 408, status: 504, retryable: true },
+  { to: "conflict", engine: 409, code: "conflict", status: 409, retryable: false },
+  { to: "huge", engine: 413, code: "payload_too_large", status: 413, retryable: false },
+  { to: "invalid", engine: 422, code: "invalid", status: 422, retryable: false },
+  { to: "busy", engine: 429, code: "rate_limited", status: 429, retryable: true },
+  { to: "broken", engine: 500, code: "internal_error", status: 502, retryable: true },
+  { to: "unimplemented", engine: 501, code: "not_implemented", status: 502, retryable: false },
+  { to: "down", engine: 503, status: 502, retryable: true }
+]
+
 const makeEngine = (calls: Ref.Ref<ReadonlyArray<EngineCall>>, options?: { readonly staleTokens?: Set<string> }) => {
   const prefix = options?.staleTokens === undefined ? "at_live_broker_" : "at_live_fresh_"
   let tokens = 0
@@ -31,6 +55,15 @@ const makeEngine = (calls: Ref.Ref<ReadonlyArray<EngineCall>>, options?: { reado
       }
       if ((args as { to?: string }).to === "nobody") {
         return yield* new EngineHttpFailed({ operation: op, status: 404, code: "agent_not_found", detail: "Agent not found" })
+      }
+      const failing = engineAnswers.find((row) => row.to === (args as { to?: string }).to)
+      if (failing !== undefined) {
+        return yield* new EngineHttpFailed({
+          operation: op,
+          ...(failing.engine === undefined ? {} : { status: failing.engine }),
+          ...(failing.code === undefined ? {} : { code: failing.code }),
+          detail: "engine said so"
+        })
       }
     })
   return EngineClient.of({
@@ -280,6 +313,15 @@ describe("delivery routes", () => {
         assert.deepStrictEqual([bareHash.status, bareHash.body["field"]], [400, "to"])
         const unknown = yield* post("/api/send", { to: "nobody", text: "x" })
         assert.deepStrictEqual([unknown.status, unknown.body["code"]], [404, "agent_not_found"])
+        assert.strictEqual(unknown.body["retryable"], false)
+        for (const row of engineAnswers) {
+          const answer = yield* post("/api/send", { to: row.to, text: "x" })
+          assert.deepStrictEqual(
+            [answer.status, answer.body["retryable"], answer.body["engine_status"], answer.body["code"]],
+            [row.status, row.retryable, row.engine ?? null, row.code ?? "relay_error"],
+            `engine ${row.engine}`
+          )
+        }
       }).pipe(Effect.provide(serve(dir, calls)))
     }))
 

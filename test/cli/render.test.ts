@@ -37,6 +37,13 @@ describe("agents table", () => {
     ])
   })
 
+  it("a TEAM column when any agent has a team (upstream's spawn field)", () => {
+    const rows = Agents.render({ agents: [{ name: "a", team: "blue", cli: "cat", pid: 1 }, { name: "b", team: null, cli: "cat", pid: 2 }] }, new Map(), now)
+      .split("\n")
+      .map((row) => row.split(/\s{2,}/))
+    assert.deepStrictEqual(rows.map((row) => row.slice(0, 3)), [["NAME", "TEAM", "CLI"], ["a", "blue", "cat"], ["b", "-", "cat"]])
+  })
+
   it("unknown fields print as - and no agents says so", () => {
     assert.strictEqual(Agents.render({ agents: [] }, undefined, now), "no live agents")
     const [, row] = Agents.render({ agents: [{ name: "x" }] }, undefined, now).split("\n")

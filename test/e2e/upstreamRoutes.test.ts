@@ -76,6 +76,7 @@ describe.skipIf(!existsSync(mainJs))("upstream routes", () => {
       assert.deepStrictEqual(unsubscribed.body.channels, ["dev", "ops"])
       const listed = (yield* call("GET", "/api/spawned")).body.agents.find((agent: any) => agent.name === "w1")
       assert.deepStrictEqual(listed.channels, ["dev", "ops"])
+      assert.deepStrictEqual([listed.team, listed.model], ["blue", "m"])
 
       const model = yield* call("POST", "/api/spawned/w1/model", { model: "other" })
       assert.deepStrictEqual([model.status, model.body.code, model.body.retryable], [501, "unsupported_operation", false])

@@ -8,7 +8,7 @@ import * as Schema from "effect/Schema"
 import { AgentIdleness, type CurrentState } from "../AgentIdleness.js"
 import { type AgentInfo, AgentRegistry, type SpawnSpec } from "../AgentRegistry.js"
 import { joinSpawnChannels, membershipOf, type Memberships } from "./channelRoutes.js"
-import type { PtyClosed } from "../errors.js"
+import type { PtyClosed, SpawnFailed } from "../errors.js"
 import { InputBody, ResizeBody, SnapshotFormat, SpawnBody } from "./bodies.js"
 import { agentNotFound, BadRequest, badRequest, decodeBody, failure, json, queryParam } from "./responses.js"
 
@@ -31,6 +31,7 @@ const spawnSpecOf = (body: SpawnBody): SpawnSpec => ({
   ...(body.task == null ? {} : { task: body.task }),
   ...(body.channels == null ? {} : { channels: body.channels }),
   ...(body.model == null ? {} : { model: body.model }),
+  ...(body.team == null || body.team.trim() === "" ? {} : { team: body.team }),
   ...(body.env == null ? {} : { env: body.env }),
   ...((body.agentResultSchema ?? body.agent_result_schema) == null
     ? {}
@@ -44,6 +45,25 @@ const restartPolicyOf = (body: SpawnBody): Pick<SpawnSpec, "restartPolicy"> => {
   if (policy == null) return {}
   return {
     restartPolicy: Object.fromEntries(Object.entries(policy).filter(([, value]) => value != null))
+  }
+}
+
+/**
+ * A program or directory that does not exist (or cannot run) is the caller's to fix; an installation
+ * without terminals stays so; only a terminal that could not be started this time may pass.
+ */
+export const spawnFailure = (error: SpawnFailed, spec: Pick<SpawnSpec, "name" | "cli" | "cwd">) => {
+  switch (error.reason) {
+    case "NotFound":
+      return failure(400, "cli_not_found", error.message, { name: spec.name, cli: spec.cli })
+    case "NotExecutable":
+      return failure(400, "cli_not_executable", error.message, { name: spec.name, cli: spec.cli })
+    case "InvalidCwd":
+      return failure(400, "invalid_cwd", error.message, { name: spec.name, cwd: spec.cwd ?? null })
+    case "Unavailable":
+      return failure(500, "spawn_failed", error.message, { name: spec.name, retryable: false })
+    case "Failed":
+      return failure(500, "spawn_failed", error.message, { name: spec.name, retryable: true })
   }
 }
 
@@ -63,16 +83,7 @@ const spawn = Effect.gen(function*() {
       // The engine away or slow can pass; a refusal stays a refusal.
       BindFailed: (error) =>
         Effect.fail(failure(502, "bind_failed", error.message, { name: spec.name, retryable: error.reason !== "Rejected" })),
-      // A program that does not exist (or cannot run) is the caller's to fix.
-      SpawnFailed: (error) =>
-        Effect.fail(
-          error.reason === "Failed"
-            ? failure(500, "spawn_failed", error.message, { name: spec.name })
-            : failure(400, error.reason === "NotFound" ? "cli_not_found" : "cli_not_executable", error.message, {
-              name: spec.name,
-              cli: spec.cli
-            })
-        )
+      SpawnFailed: (error) => Effect.fail(spawnFailure(error, spec))
     })
   )
   yield* configureLifecycle(agent.name, body)
@@ -119,9 +130,9 @@ const agentView = (agent: AgentInfo, now: number, memberships: Memberships, curr
   cli: agent.cli,
   args: agent.args,
   cwd: agent.cwd,
-  model: null,
+  model: agent.model ?? null,
   sessionId: null,
-  team: null,
+  team: agent.team ?? null,
   channels: memberships.get(agent.name) ?? [],
   parent: null,
   pid: agent.pid,

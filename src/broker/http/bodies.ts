@@ -33,9 +33,10 @@ export const SpawnBody = Schema.Struct({
   env: nullable(Schema.Record({ key: Schema.String, value: Schema.String })),
   transport: nullable(Schema.Literal("pty", "headless")),
   runtime: nullable(Schema.Literal("pty", "headless")),
-  // Sent by harness-driver 9.1.6; accepted and kept for the agent-lifecycle services (#18), which
-  // give restartPolicy (AgentSupervisor), idleThresholdSecs, spawnMode and exitAfterTask (AgentIdleness) their behaviour.
+  // Kept with the agent and shown in `/api/spawned`, as upstream does.
   team: nullable(Schema.String),
+  // Sent by harness-driver 9.1.6: restartPolicy (AgentSupervisor), idleThresholdSecs, spawnMode and
+  // exitAfterTask (AgentIdleness) have their behaviour; the others are accepted.
   skipRelayPrompt: nullable(Schema.Boolean),
   restartPolicy: nullable(RestartPolicyBody),
   restart_policy: nullable(RestartPolicyBody),

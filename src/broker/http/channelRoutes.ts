@@ -14,7 +14,7 @@ import { agentNotFound, badRequest, decodeBody, failure, json } from "./response
 
 export type Memberships = ReadonlyMap<string, ReadonlyArray<string>>
 
-const noChange: ChannelChange = { channels: [], failures: [] }
+const noChange: ChannelChange = { channels: [], failures: [], retryable: false }
 
 /** Joins a just-spawned agent to the session's default channels and `requested`. */
 export const joinSpawnChannels = (agent: string, requested: ReadonlyArray<string>) =>
@@ -60,8 +60,12 @@ const change = (direction: "subscribe" | "unsubscribe") =>
       ? yield* membership.value.join(name, agent.token, body.channels)
       : yield* membership.value.leave(name, agent.token, body.channels)
     if (result.failures.length > 0) {
-      // The engine refused or was away: the same request can succeed once it is back.
-      return yield* Effect.fail(failure(502, "relay_error", result.failures.join("; "), { name, channels: result.channels }))
+      // The engine away can pass once it is back (502, retryable); a channel it refused stays refused (400).
+      return yield* Effect.fail(
+        result.retryable
+          ? failure(502, "relay_error", result.failures.join("; "), { name, channels: result.channels, retryable: true })
+          : failure(400, "channel_refused", result.failures.join("; "), { name, channels: result.channels, retryable: false })
+      )
     }
     yield* (yield* EventLog).publish(direction === "subscribe" ? "channel_subscribed" : "channel_unsubscribed", {
       name,

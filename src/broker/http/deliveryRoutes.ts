@@ -17,6 +17,7 @@ import { type Credential, EngineClient, type SentMessage } from "../EngineClient
 import type { EngineHttpFailed } from "../errors.js"
 import { NodeControl } from "../NodeControl.js"
 import { sendDelivery } from "../../mcp/delivery.js"
+import { engineFailureStatus, retryableStatus } from "./responses.js"
 
 // The delivery routes of the control API:
 //   GET  /api/dead-letters                 the dead letters (?agent= filters), oldest first
@@ -30,7 +31,7 @@ const json = (body: unknown, status = 200) => HttpServerResponse.unsafeJson(body
 
 /** Both of upstream's error envelopes at once: `{success:false, error}` and `{code, message}`. */
 const failure = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) =>
-  json({ success: false, ...extra, error: message, code, message, retryable: status >= 500, ...retryableOf(extra) }, status)
+  json({ success: false, ...extra, error: message, code, message, retryable: retryableStatus(status), ...retryableOf(extra) }, status)
 
 const retryableOf = (extra: Record<string, unknown>) =>
   typeof extra["retryable"] === "boolean" ? { retryable: extra["retryable"] } : {}
@@ -190,8 +191,8 @@ const strings = (value: Json | undefined): ReadonlyArray<string> | undefined =>
   Array.isArray(value) ? value.filter((item): item is string => typeof item === "string") : undefined
 
 const engineFailure = (error: EngineHttpFailed) => {
-  const status = error.status === undefined ? 502 : error.status === 404 ? 404 : error.status < 500 ? 400 : 502
-  return failure(status, error.code ?? "relay_error", error.message, { engine_status: error.status ?? null })
+  const { status, retryable } = engineFailureStatus(error.status)
+  return failure(status, error.code ?? "relay_error", error.message, { engine_status: error.status ?? null, retryable })
 }
 
 const send = Effect.gen(function*() {

@@ -16,7 +16,7 @@ import type { FleetCapability } from "../../wire/frames.js"
 import type { Json } from "../../wire/Json.js"
 import { untilClosing } from "./Connections.js"
 import { joinSpawnChannels } from "./channelRoutes.js"
-import { BadRequest, badRequest } from "./responses.js"
+import { BadRequest, badRequest, engineFailureStatus } from "./responses.js"
 
 // `GET /api/fleet/ws`: the fleet sidecar protocol of agent-relay 9.1.6 (control-api §3.6), which
 // `agent-relay local up` speaks to run its implicit local fleet node. Envelope
@@ -66,6 +66,7 @@ const spawnAgent = (payload: Record<string, unknown>) =>
       channels,
       ...(text(agent["cwd"]) === undefined ? {} : { cwd: text(agent["cwd"])! }),
       ...(text(agent["model"]) === undefined ? {} : { model: text(agent["model"])! }),
+      ...(text(agent["team"]) === undefined ? {} : { team: text(agent["team"])! }),
       ...(task === undefined ? {} : { task }),
       ...(text(payload["invocation_id"]) === undefined ? {} : { invocationId: text(payload["invocation_id"])! })
     }).pipe(
@@ -73,7 +74,8 @@ const spawnAgent = (payload: Record<string, unknown>) =>
         new FleetError(
           error._tag === "NameTaken" ? "name_taken" : error._tag === "InvalidAgentName" ? "invalid_agent_name" : "spawn_failed",
           error.message,
-          error._tag === "BindFailed" && error.reason !== "Rejected"
+          // The engine away or slow, or a terminal that could not start this time, can pass.
+          (error._tag === "BindFailed" && error.reason !== "Rejected") || (error._tag === "SpawnFailed" && error.reason === "Failed")
         )
       )
     )
@@ -108,7 +110,7 @@ const sendMessage = (payload: Record<string, unknown>) =>
     return { event_id: sent.id, targets: to.startsWith("#") ? [] : [to] }
   }).pipe(
     Effect.catchTag("EngineHttpFailed", (error) =>
-      Effect.fail(new FleetError(error.code ?? "relay_error", error.message, error.status === undefined || error.status >= 500)))
+      Effect.fail(new FleetError(error.code ?? "relay_error", error.message, engineFailureStatus(error.status).retryable)))
   )
 
 /** The manifest's `capabilities[{name, kind?, metadata?}]`, as advertised to the engine. */

@@ -4,6 +4,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { engineStatusMayPass } from "../retryable.js"
 
 // Response helpers for the control API. Error bodies carry both of upstream's envelopes at once:
 // the legacy `{success:false, error}` and the structured `{code, message}`, so either kind of client
@@ -30,6 +31,19 @@ export const failure = (
 
 /** A server-side failure may pass; 501 (not implemented) never does, whatever the caller waits. */
 export const retryableStatus = (status: number): boolean => status >= 500 && status !== 501
+
+/**
+ * An engine call's failure as the daemon answers it: the status for the daemon's caller and whether
+ * the same request can succeed later. Unreachable (no status), timeouts, 429 and 5xx may pass; what
+ * the engine refused (4xx) and 501 stay so. 404, 409, 413, 422 and 429 keep their status.
+ */
+export const engineFailureStatus = (status: number | undefined): { readonly status: number; readonly retryable: boolean } => {
+  const retryable = engineStatusMayPass(status)
+  if (status === undefined || status === 0) return { status: 502, retryable }
+  if (status === 408) return { status: 504, retryable }
+  if (status === 404 || status === 409 || status === 413 || status === 422 || status === 429) return { status, retryable }
+  return { status: status < 500 ? 400 : 502, retryable }
+}
 
 /** Upstream's exact 401 body. */
 export const unauthorized: HttpServerResponse.HttpServerResponse = json({

@@ -44,10 +44,13 @@ export const readinessOf = (agent: unknown): string => {
 export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | undefined, now = Date.now()): string => {
   const agents = list(pick(spawned, "agents"))
   if (agents.length === 0) return "no live agents"
+  // Upstream's `team`, as a column when any agent has one.
+  const teams = agents.some((agent) => typeof pick(agent, "team") === "string")
   return table(
-    ["NAME", "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"],
+    ["NAME", ...(teams ? ["TEAM"] : []), "CLI", "PID", "STATUS", "READY", "LAST ACTIVITY", "PENDING"],
     agents.map((agent) => [
       text(pick(agent, "name")),
+      ...(teams ? [text(pick(agent, "team"))] : []),
       text(pick(agent, "cli", "runtime")),
       text(pick(agent, "pid", "workerPid")),
       text(pick(agent, "current_state", "status", "state")),
