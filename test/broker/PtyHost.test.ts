@@ -68,7 +68,7 @@ describe("PtyHost", () => {
       const byPath = yield* Effect.flip(host.spawn({ command: "./plain-file", args: [], cwd: dir, env: baseEnv() }))
       assert.strictEqual(byPath.reason, "NotExecutable")
       const badCwd = yield* Effect.flip(host.spawn({ command: "cat", args: [], cwd: Path.join(dir, "nope"), env: baseEnv() }))
-      assert.strictEqual(badCwd.reason, "Failed")
+      assert.strictEqual(badCwd.reason, "InvalidCwd")
     }).pipe(Effect.provide(ptyLayer)))
 
   it.scopedLive("TERM becomes xterm-256color when dumb or unset, and is kept otherwise", () =>

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { pathToFileURL } from "node:url"
+import WebSocket from "ws"
 import { api, mainJs, startDaemon, tempRoot, until } from "../support/daemonProcess.js"
 import { eventually } from "../support/polling.js"
 import { freshMachineEnv } from "../support/processes.js"
@@ -112,5 +113,47 @@ describe.skipIf(!existsSync(mainJs))("fleet sidecar handlers", () => {
       assert.strictEqual(stalled.detail.status, "failed")
       assert.match(stalled.detail.error, /^handler_unavailable: the fleet sidecar 'test-node' disconnected/)
       assert.deepStrictEqual(warnings, [])
+
+      // Upstream's frames, raw: spawn_agent keeps the team and reports a missing program as the caller's
+      // error; a handler_result nobody waits for, or with both output and error, is refused.
+      const raw = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(`${daemon.url.replace(/^http/, "ws")}/api/fleet/ws`, { headers: { "x-api-key": daemon.apiKey } })
+            ws.once("open", () => resolve(ws))
+            ws.once("error", reject)
+          })
+        ),
+        (ws) => Effect.sync(() => ws.terminate())
+      )
+      const answers = new Map<string, any>()
+      raw.on("message", (data) => {
+        const frame = JSON.parse(data.toString())
+        if (typeof frame.request_id === "string") answers.set(frame.request_id, frame)
+      })
+      const request = (id: string, type: string, payload: unknown) =>
+        Effect.gen(function*() {
+          raw.send(JSON.stringify({ v: 2, type, request_id: id, payload }))
+          yield* eventually(`the answer to ${type}`, Effect.sync(() => answers.has(id)))
+          return answers.get(id)
+        })
+      assert.strictEqual((yield* request("r1", "hello", { client_name: "@agent-relay/fleet", client_version: "8.6.0" })).type, "ok")
+      const spawned = yield* request("r2", "spawn_agent", {
+        agent: { name: "fleet-w", runtime: "pty", cli: "cat", team: "red" },
+        skip_relay_prompt: true
+      })
+      assert.deepStrictEqual([spawned.type, spawned.payload.result.name], ["ok", "fleet-w"])
+      const listed = (yield* api(daemon.url, daemon.apiKey, "GET", "/api/spawned")).body.agents.find((agent: any) => agent.name === "fleet-w")
+      assert.strictEqual(listed.team, "red")
+      const missing = yield* request("r3", "spawn_agent", { agent: { name: "fleet-x", runtime: "pty", cli: "no-such-cli-xyz" } })
+      assert.deepStrictEqual([missing.type, missing.payload.code, missing.payload.retryable], ["error", "cli_not_found", false])
+      const stray = yield* request("r4", "handler_result", { invocation_id: "inv_nobody", output: 1 })
+      assert.deepStrictEqual([stray.type, stray.payload.code], ["error", "unknown_invocation"])
+      const both = yield* request("r5", "handler_result", { invocation_id: "inv_nobody", output: 1, error: "x" })
+      assert.deepStrictEqual([both.type, both.payload.code, both.payload.message], [
+        "error",
+        "invalid_request",
+        "handler_result must include exactly one of output or error"
+      ])
     }))
 })

@@ -10,6 +10,7 @@ import * as Stream from "effect/Stream"
 import { AgentRegistry } from "../AgentRegistry.js"
 import { BrokerIdentity } from "../BrokerIdentity.js"
 import { EngineClient } from "../EngineClient.js"
+import type { BindFailed, InvalidAgentName, NameTaken, SpawnFailed } from "../errors.js"
 import { EventLog } from "../EventLog.js"
 import { type HandlerOutcome, type Sidecar, SidecarHandlers } from "../SidecarHandlers.js"
 import type { FleetCapability } from "../../wire/frames.js"
@@ -47,13 +48,34 @@ export interface FleetNode {
   readonly handlers: ReadonlyArray<string>
 }
 
-/** `spawn_agent {agent:{name, cli, args?, cwd?, model?, channels?}, initial_task?}`. */
+/** The control API's codes for the same failures (`POST /api/spawn`). */
+const spawnErrorCode = (error: InvalidAgentName | NameTaken | BindFailed | SpawnFailed): string => {
+  switch (error._tag) {
+    case "NameTaken":
+      return "name_taken"
+    case "InvalidAgentName":
+      return "invalid_agent_name"
+    case "BindFailed":
+      return "bind_failed"
+    case "SpawnFailed":
+      return error.reason === "NotFound"
+        ? "cli_not_found"
+        : error.reason === "NotExecutable"
+        ? "cli_not_executable"
+        : error.reason === "InvalidCwd"
+        ? "invalid_cwd"
+        : "spawn_failed"
+  }
+}
+
+/** `spawn_agent {agent:{name, cli, args?, cwd?, model?, team?, channels?}, initial_task?}`. */
 const spawnAgent = (payload: Record<string, unknown>) =>
   Effect.gen(function*() {
     const agent = record(payload["agent"])
     const name = text(agent["name"])
     if (name === undefined) return yield* Effect.fail(new FleetError("invalid_request", "agent.name is required"))
-    const cli = text(agent["cli"]) ?? text(agent["runtime"]) ?? "claude"
+    // AgentSpec.runtime is "pty" or "headless", never a program; upstream's default harness is claude.
+    const cli = text(agent["cli"]) ?? "claude"
     const args = Array.isArray(agent["args"]) ? agent["args"].filter((arg): arg is string => typeof arg === "string") : []
     const channels = Array.isArray(agent["channels"])
       ? agent["channels"].filter((channel): channel is string => typeof channel === "string")
@@ -72,7 +94,7 @@ const spawnAgent = (payload: Record<string, unknown>) =>
     }).pipe(
       Effect.mapError((error) =>
         new FleetError(
-          error._tag === "NameTaken" ? "name_taken" : error._tag === "InvalidAgentName" ? "invalid_agent_name" : "spawn_failed",
+          spawnErrorCode(error),
           error.message,
           // The engine away or slow, or a terminal that could not start this time, can pass.
           (error._tag === "BindFailed" && error.reason !== "Rejected") || (error._tag === "SpawnFailed" && error.reason === "Failed")
