@@ -18,7 +18,9 @@ const detachingProgram = (pidFile: string) =>
   `helper.unref();`
 
 describe("ProcessTree", () => {
-  it.effect("finds and ends a detached helper by the tag its environment inherited", () =>
+  // Live clock: the reap polls on a Schedule, which the TestClock would never advance when the
+  // helper is still alive at the first look (a loaded machine).
+  it.live("finds and ends a detached helper by the tag its environment inherited", () =>
     Effect.gen(function*() {
       const dir = mkdtempSync(join(tmpdir(), "relay-tree-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
