@@ -15,7 +15,8 @@ import { EventLog } from "./EventLog.js"
 // activity, `idle` after `idleThresholdSecs` of silence, `blocked_on_send` when it is silent with
 // deliveries held for it. One `agent_idle {name, idle_secs, since}` (or `agent_blocked_on_send`) per
 // silent stretch. `exitAfterTask` / `spawnMode: "task_exit"` release the agent when it first goes
-// idle after its task; `single_shot` releases it when its process ends.
+// idle after its task, reported as its exit (`agent_exited`/`agent_exit`, reason `task_complete`);
+// `single_shot` releases it when its process ends (never restarted).
 
 export type CurrentState = "working" | "idle" | "blocked_on_send"
 export type SpawnMode = "interactive" | "task_exit" | "single_shot"
@@ -31,6 +32,9 @@ export class AgentIdleness extends Context.Tag("relay-broker/AgentIdleness")<Age
   readonly configure: (name: string, options: LifecycleOptions) => Effect.Effect<void>
   readonly stateOf: (agent: AgentInfo) => Effect.Effect<CurrentState>
 }>() {}
+
+/** The `reason` of the exit reported when a `task_exit` agent is released after its task. */
+export const taskDoneReason = "task_complete"
 
 /** Upstream's default: 120 s without output gives `agent_idle`. */
 export const defaultIdleThresholdSecs = 120
@@ -100,7 +104,8 @@ export const makeWith = (settings: AgentIdlenessSettings = {}) =>
         }
         if (releasesWhenIdle(watch) && held === 0) {
           yield* Effect.logInfo("task done (idle): releasing the agent").pipe(Effect.annotateLogs({ agent: agent.name }))
-          yield* registry.release(agent.name).pipe(Effect.ignore)
+          // Reported as the agent's exit (what `waitForExit` waits for), then released.
+          yield* registry.release(agent.name, { exitReason: taskDoneReason }).pipe(Effect.ignore)
         }
       })
 

@@ -83,6 +83,24 @@ export interface AgentInfo {
   readonly readiness?: Readiness
 }
 
+/** An agent whose process ended by itself and that supervision brings back after a cooldown. */
+export interface RestartingAgent {
+  /** The agent as its last run left it (`status: "exited"`). */
+  readonly info: AgentInfo
+  /** The restart under way: 1 for the first. */
+  readonly restartCount: number
+  /** Epoch ms at which the cooldown ends and the agent is started again. */
+  readonly restartAt: number
+}
+
+export interface ReleaseOptions {
+  /**
+   * The agent's work is done (`spawnMode: "task_exit"`): its end is reported like an exit,
+   * `agent_exited {name, code, signal, reason}` and `agent_exit {name, reason}`, before `agent_released`.
+   */
+  readonly exitReason?: string
+}
+
 export interface LiveAgent extends AgentInfo {
   readonly pty: Pty
   readonly token: Redacted.Redacted<string>
@@ -93,8 +111,11 @@ export class AgentRegistry extends Context.Tag("relay-broker/AgentRegistry")<Age
     spec: SpawnSpec
   ) => Effect.Effect<AgentInfo, InvalidAgentName | NameTaken | BindFailed | SpawnFailed>
   /** Kill, `agent.deregister`, prune delivery state, announce. Releasing an agent that already exited succeeds. */
-  readonly release: (name: string) => Effect.Effect<void, UnknownWorker>
+  readonly release: (name: string, options?: ReleaseOptions) => Effect.Effect<void, UnknownWorker>
+  /** The agents whose process runs. */
   readonly list: Effect.Effect<ReadonlyArray<AgentInfo>>
+  /** The agents waiting for a restart (AgentSupervisor): still bound, not running. */
+  readonly restarting: Effect.Effect<ReadonlyArray<RestartingAgent>>
   readonly lookup: (name: string) => Effect.Effect<LiveAgent, UnknownWorker>
 }>() {}
 
@@ -190,7 +211,14 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
           const info = { ...infoOf(entry, "exited"), lastActivityAt: Math.max(entry.activity.at, at) }
           const live = without(current.live, name)
           if (decision._tag === "Restart") {
-            const restarting = new Map(current.restarting).set(name, { spec: entry.spec, binding: entry.binding, info, back })
+            const restarting = new Map(current.restarting).set(name, {
+              spec: entry.spec,
+              binding: entry.binding,
+              info,
+              back,
+              restartCount: decision.restartCount,
+              restartAt: at + decision.delayMs
+            })
             return [true, { ...current, live, restarting }]
           }
           const exited = new Map(without(current.exited, name))
@@ -432,7 +460,15 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
 
     // -- release, list, lookup ------------------------------------------------------------------
 
-    const release = Effect.fn("AgentRegistry.release")(function*(name: string) {
+    /** The end of a released agent's process, reported as an exit (`ReleaseOptions.exitReason`). */
+    const reportEnd = (name: string, pty: Pty, reason: string) =>
+      Effect.gen(function*() {
+        const exit = Option.getOrElse(yield* Effect.timeoutOption(pty.exited, "5 seconds"), (): PtyExit => ({ code: null, signal: null }))
+        yield* events.publish("agent_exited", { name, code: exit.code, signal: exit.signal, reason })
+        yield* events.publish("agent_exit", { name, reason })
+      })
+
+    const release = Effect.fn("AgentRegistry.release")(function*(name: string, options: ReleaseOptions = {}) {
       // A released agent is never restarted: a pending restart is interrupted (a relaunch under way is awaited).
       yield* cancelRestart(name)
       const found = yield* Ref.modify(state, (current): [Entry | Restarting | "exited" | undefined, State] => {
@@ -455,6 +491,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         // Closing the agent's scope kills its process (SIGTERM, grace, SIGKILL).
         yield* Scope.close(found.scope, Exit.void)
         yield* cleanUp(found.info)
+        if (options.exitReason !== undefined) yield* reportEnd(name, found.pty, options.exitReason)
       }
       yield* events.publish("agent_released", { name })
       yield* Effect.logInfo("agent released").pipe(Effect.annotateLogs({ module: "AgentRegistry", agent: name }))
@@ -464,6 +501,13 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       const current = yield* Ref.get(state)
       return [...current.live.values()].map((entry) => infoOf(entry, "running"))
     })
+
+    const restarting = Effect.map(Ref.get(state), (current) =>
+      [...current.restarting.values()].map((pending): RestartingAgent => ({
+        info: pending.info,
+        restartCount: pending.restartCount,
+        restartAt: pending.restartAt
+      })))
 
     const lookup = Effect.fn("AgentRegistry.lookup")(function*(name: string) {
       // An agent in its restart cooldown is waited for: a delivery reaches the new process, once.
@@ -504,7 +548,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       })
     )
 
-    return AgentRegistry.of({ spawn, release, list, lookup })
+    return AgentRegistry.of({ spawn, release, list, restarting, lookup })
   })
 
 export const make = makeWith()

@@ -39,6 +39,9 @@ export interface Restarting {
   readonly binding: Binding
   readonly info: AgentInfo
   readonly back: Deferred.Deferred<boolean>
+  /** The restart under way (1 for the first) and when its cooldown ends (epoch ms). */
+  readonly restartCount: number
+  readonly restartAt: number
 }
 
 export const without = <K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> => {

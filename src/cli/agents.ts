@@ -12,4 +12,4 @@ export const command = Command.make(
     json: Options.boolean("json").pipe(Options.withDescription("Print the daemon's raw JSON"))
   },
   (options) => runPlain("agents", options, (daemon) => agents(daemon, { json: options.json }))
-).pipe(Command.withDescription("List the live agents: name, cli, pid, status, readiness (and how it was decided), last activity, pending deliveries"))
+).pipe(Command.withDescription("List the live agents: name, cli, pid, status (restarting ones with their attempt and when), readiness (and how it was decided), last activity, pending deliveries"))

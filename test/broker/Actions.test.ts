@@ -51,6 +51,7 @@ const makeHarness = (options: { readonly gate?: Deferred.Deferred<void> } = {}) 
           ? Effect.fail(new UnknownWorker({ agent: name }))
           : Ref.update(released, (all) => [...all, name]),
       list: Effect.succeed([]),
+      restarting: Effect.succeed([]),
       lookup: (name) => Effect.fail(new UnknownWorker({ agent: name }))
     })
     const node = NodeControl.of({
@@ -245,6 +246,7 @@ describe("Actions", () => {
         spawn: () => Effect.die(new Error("boom")),
         release: () => Effect.die(new Error("boom")),
         list: Effect.succeed([]),
+        restarting: Effect.succeed([]),
         lookup: () => Effect.die("not used")
       }))
       const actions = yield* Actions.make.pipe(Effect.provide(Layer.merge(deps, dying)))

@@ -44,6 +44,23 @@ describe("agents table", () => {
     assert.deepStrictEqual(rows.map((row) => row.slice(0, 3)), [["NAME", "TEAM", "CLI"], ["a", "blue", "cat"], ["b", "-", "cat"]])
   })
 
+  it("an agent in its restart cooldown shows the restart under way and when it is due", () => {
+    const spawned = {
+      agents: [{
+        name: "w",
+        cli: "node",
+        pid: null,
+        status: "restarting",
+        current_state: "restarting",
+        restart_count: 2,
+        next_restart_at: new Date(now + 2_500).toISOString(),
+        last_activity_ms: now - 1_000
+      }]
+    }
+    const [, row] = Agents.render(spawned, new Map(), now).split("\n")
+    assert.deepStrictEqual(row?.split(/\s{2,}/), ["w", "node", "-", "restarting #2 in 3s", "-", "1s ago", "0"])
+  })
+
   it("unknown fields print as - and no agents says so", () => {
     assert.strictEqual(Agents.render({ agents: [] }, undefined, now), "no live agents")
     const [, row] = Agents.render({ agents: [{ name: "x" }] }, undefined, now).split("\n")

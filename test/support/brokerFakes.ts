@@ -34,6 +34,7 @@ export const connectedStatus = (nodeName: string): NodeStatus => ({
 /** A fake registry's `list` and `lookup`, over the agents in `agents`. */
 export const registryReads = (agents: Ref.Ref<ReadonlyMap<string, LiveAgent>>) => ({
   list: Effect.map(Ref.get(agents), (current) => [...current.values()]),
+  restarting: Effect.succeed([]),
   lookup: (name: string) =>
     Effect.flatMap(Ref.get(agents), (current) => {
       const agent = current.get(name)

@@ -6,7 +6,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import { AgentIdleness, type CurrentState } from "../AgentIdleness.js"
-import { type AgentInfo, AgentRegistry, type SpawnSpec } from "../AgentRegistry.js"
+import { type AgentInfo, AgentRegistry, type RestartingAgent, type SpawnSpec } from "../AgentRegistry.js"
 import { joinSpawnChannels, membershipOf, type Memberships } from "./channelRoutes.js"
 import type { PtyClosed, SpawnFailed } from "../errors.js"
 import { InputBody, ResizeBody, SnapshotFormat, SpawnBody } from "./bodies.js"
@@ -158,14 +158,35 @@ const readinessView = (agent: AgentInfo) => {
   }
 }
 
-/** Every live agent in the shape of `GET /api/spawned`; also used by `/api/status`. */
+/**
+ * An agent in its restart cooldown: still bound, no process. `status` and `current_state` say
+ * `restarting`; `restart_count` is the restart under way, `next_restart_at` when it is due.
+ */
+const restartingView = (agent: RestartingAgent, now: number, memberships: Memberships) => ({
+  ...agentView(agent.info, now, memberships, "idle"),
+  pid: null,
+  workerPid: null,
+  status: "restarting",
+  current_state: "restarting",
+  restart_count: agent.restartCount,
+  next_restart_at: new Date(agent.restartAt).toISOString(),
+  readiness: null,
+  readiness_source: null,
+  ready_at: null,
+  readiness_warning: null,
+  blocked_screen: null
+})
+
+/** Every agent of this broker (running, or restarting) in the shape of `GET /api/spawned`; also used by `/api/status`. */
 export const agentViews = Effect.gen(function*() {
   const registry = yield* AgentRegistry
   const agents = yield* registry.list
+  const restarting = yield* registry.restarting
   const now = yield* Clock.currentTimeMillis
-  const memberships = yield* membershipOf(agents.map((agent) => agent.name))
-  return yield* Effect.forEach(agents, (agent) =>
+  const memberships = yield* membershipOf([...agents, ...restarting.map((agent) => agent.info)].map((agent) => agent.name))
+  const running = yield* Effect.forEach(agents, (agent) =>
     Effect.map(currentStateOf(agent, now), (state) => agentView(agent, now, memberships, state)))
+  return [...running, ...restarting.map((agent) => restartingView(agent, now, memberships))]
 })
 
 const list = Effect.map(agentViews, (agents) => json({ agents }))

@@ -41,6 +41,19 @@ export const readinessOf = (agent: unknown): string => {
   return typeof source === "string" ? `${state} (${source})${warned}` : state
 }
 
+/** `working`, `idle`, …; an agent in its restart cooldown: `restarting #2 in 3s`. */
+const stateOf = (agent: unknown, now: number): string => {
+  const state = text(pick(agent, "current_state", "status", "state"))
+  if (state !== "restarting") return state
+  const due = Date.parse(text(pick(agent, "next_restart_at"), ""))
+  const attempt = pick(agent, "restart_count")
+  return [
+    state,
+    typeof attempt === "number" ? `#${attempt}` : undefined,
+    Number.isFinite(due) ? `in ${Math.max(0, Math.ceil((due - now) / 1000))}s` : undefined
+  ].filter((part) => part !== undefined).join(" ")
+}
+
 export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | undefined, now = Date.now()): string => {
   const agents = list(pick(spawned, "agents"))
   if (agents.length === 0) return "no live agents"
@@ -53,7 +66,7 @@ export const render = (spawned: unknown, queued: ReadonlyMap<string, number> | u
       ...(teams ? [text(pick(agent, "team"))] : []),
       text(pick(agent, "cli", "runtime")),
       text(pick(agent, "pid", "workerPid")),
-      text(pick(agent, "current_state", "status", "state")),
+      stateOf(agent, now),
       readinessOf(agent),
       ago(pick(agent, "last_activity_at", "last_activity_ms", "lastActivityAt"), now),
       pendingOf(agent, queued)
