@@ -214,11 +214,14 @@ export interface NodeProxy {
   readonly inject: (text: string) => Effect.Effect<void, Error>
   /** Every frame the broker sent to the engine, parsed. */
   readonly fromNode: () => ReadonlyArray<Record<string, unknown>>
+  /** Every frame the engine sent to the broker, as text (to send again with `inject`). */
+  readonly toNode: () => ReadonlyArray<string>
 }
 
 export const startProxy = (engineUrl: string): Effect.Effect<NodeProxy, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const fromNode: Array<Record<string, unknown>> = []
+    const toNode: Array<string> = []
     let toBroker: WebSocket | undefined
     const sockets = new Set<Socket>()
     const wss = new WebSocketServer({ noServer: true })
@@ -270,6 +273,7 @@ export const startProxy = (engineUrl: string): Effect.Effect<NodeProxy, Error, S
             if (upstream.readyState === WebSocket.OPEN) upstream.send(text)
           })
           upstream.on("message", (data) => {
+            toNode.push(data.toString())
             if (client.readyState === WebSocket.OPEN) client.send(data.toString())
           })
           client.on("close", () => upstream.close())
@@ -296,6 +300,7 @@ export const startProxy = (engineUrl: string): Effect.Effect<NodeProxy, Error, S
         toBroker === undefined || toBroker.readyState !== WebSocket.OPEN
           ? Effect.fail(new Error("no node connection to inject into"))
           : Effect.sync(() => toBroker?.send(text)),
-      fromNode: () => [...fromNode]
+      fromNode: () => [...fromNode],
+      toNode: () => [...toNode]
     }
   })

@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { mkdirSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { EmbeddedEngine } from "../../src/engine/index.js"
+import { cli } from "../cli/harness.js"
 import {
   api,
   type Broker,
@@ -11,13 +12,15 @@ import {
   ensureBuilt,
   root,
   startBroker,
+  startProxy,
   stopChild,
   tempDir,
   waitFor
 } from "./deliveriesHarness.js"
 
-// Supervision with real processes: a daemon against the embedded engine, agents that crash on
-// demand (crash-agent.mjs) or by themselves, and the lifecycle events read back from the event log.
+// Supervision with real processes: a daemon against the embedded engine (through a proxy that can
+// send the daemon frames again), agents that crash on demand (crash-agent.mjs) or by themselves, and
+// the lifecycle events read back from the event log.
 
 ensureBuilt()
 
@@ -64,7 +67,8 @@ const setUp = (label: string) =>
     const workspaceKey = ((yield* engineCall(url, "POST", "/v1/workspaces", { name: `supervision-${label}` })).data as {
       api_key: string
     }).api_key
-    const broker = yield* startBroker({ home, baseUrl: url, workspaceKey })
+    const proxy = yield* startProxy(url)
+    const broker = yield* startBroker({ home, baseUrl: proxy.url, workspaceKey })
     const sender = yield* createEngineAgent({ url, workspaceKey }, "sender")
     const dm = (to: string, text: string) => engineCall(url, "POST", "/v1/dm", { to, text }, sender)
     const spawn = (body: Record<string, unknown>) =>
@@ -72,13 +76,13 @@ const setUp = (label: string) =>
         response.status === 200
           ? Effect.succeed(response.body as { agent_id: string; pid: number })
           : Effect.fail(new Error(`spawn: ${response.status} ${JSON.stringify(response.body)}`)))
-    return { home, agents, broker, dm, spawn }
+    return { home, agents, broker, proxy, dm, spawn }
   })
 
 describe("supervision (restartPolicy)", () => {
   it.scopedLive("a program that crashes twice is restarted twice, with its binding and cursor: every message arrives once", () =>
     Effect.gen(function*() {
-      const { agents, broker, dm, spawn } = yield* setUp("twice")
+      const { agents, broker, dm, proxy, spawn } = yield* setUp("twice")
       const spawned = yield* spawn({
         name: "w",
         cli: "node",
@@ -101,8 +105,22 @@ describe("supervision (restartPolicy)", () => {
       yield* dm("w", "second crash-now")
       yield* events(4)
       yield* dm("w", "after-restarts")
-      yield* waitFor("the third run got the last message", () =>
+      yield* waitFor("the third run got the message sent after the restarts", () =>
         runs(agents, "w").some((text) => text.includes("after-restarts")) ? true : undefined, 90)
+
+      // The engine's deliveries to w so far, sent to the daemon once more: the cursor and seen set kept
+      // across both restarts make them duplicates. A cursor dropped at a restart would type them again
+      // into the third run (and "first crash-now" would crash it).
+      const delivered = proxy.toNode().filter((text) => {
+        const frame = JSON.parse(text) as Record<string, unknown>
+        return frame["type"] === "deliver" && frame["agent"] === "w"
+      })
+      assert.lengthOf(delivered, 4, JSON.stringify(delivered))
+      for (const frame of delivered) yield* proxy.inject(frame)
+      // Deliveries to one agent are decided in arrival order: once the next message is typed, the replays were decided.
+      yield* dm("w", "last-word")
+      yield* waitFor("the third run got the last message", () =>
+        runs(agents, "w").some((text) => text.includes("last-word")) ? true : undefined, 90)
 
       const found = yield* lifecycle(broker, "w")
       assert.deepStrictEqual(kinds(found), [
@@ -123,17 +141,17 @@ describe("supervision (restartPolicy)", () => {
       const all = runs(agents, "w")
       assert.strictEqual(all.length, 3, JSON.stringify(all))
       const everything = all.join("")
-      for (const text of ["first crash-now", "between-crashes", "second crash-now", "after-restarts"]) {
+      for (const text of ["first crash-now", "between-crashes", "second crash-now", "after-restarts", "last-word"]) {
         assert.strictEqual(everything.split(text).length - 1, 1, `${text} once in ${JSON.stringify(all)}`)
       }
 
-      // Same binding; the delivery cursor went on (4 messages acked, none pending).
+      // Same binding; the delivery cursor went on (5 messages acked, none pending).
       const listed = (yield* api(broker, "GET", "/api/spawned")).body["agents"] as ReadonlyArray<Record<string, unknown>>
       const w = listed.find((agent) => agent.name === "w")
       assert.strictEqual(w?.["agent_id"], spawned.agent_id)
       assert.notStrictEqual(w?.["pid"], spawned.pid)
       const delivery = (yield* api(broker, "GET", "/api/node-delivery")).body["agents"] as ReadonlyArray<Record<string, unknown>>
-      assert.strictEqual(delivery.find((agent) => agent["agent"] === "w")?.["cursor"], 4)
+      assert.strictEqual(delivery.find((agent) => agent["agent"] === "w")?.["cursor"], 5)
       const insights = (yield* api(broker, "GET", "/api/crash-insights")).body as {
         total_crashes: number
         recent: ReadonlyArray<Record<string, unknown>>
@@ -143,24 +161,36 @@ describe("supervision (restartPolicy)", () => {
       yield* stopChild(broker.child, "SIGTERM")
     }), 240_000)
 
-  it.scopedLive("a release during the cooldown: no restart", () =>
+  it.scopedLive("an agent in its cooldown is listed as restarting; a release then: no restart", () =>
     Effect.gen(function*() {
       const { agents, broker, spawn } = yield* setUp("release")
-      yield* spawn({
-        name: "r",
-        cli: "node",
-        args: ["-e", "setTimeout(() => process.exit(2), 200)"],
-        restartPolicy: { cooldown_ms: 3000 }
-      })
+      const exitSoon = (code: number) => ["-e", `setTimeout(() => process.exit(${code}), 200)`]
+      const spawned = yield* spawn({ name: "r", cli: "node", args: exitSoon(2), restartPolicy: { cooldown_ms: 10_000 } })
       yield* waitFor("r restarting", async () =>
         kinds(await Effect.runPromise(lifecycle(broker, "r"))).includes("agent_restarting") ? true : undefined, 60)
+
+      // Listed while it waits: bound, no process, the restart under way and when it is due.
+      const listed = (yield* api(broker, "GET", "/api/spawned")).body["agents"] as ReadonlyArray<Record<string, unknown>>
+      const r = listed.find((agent) => agent.name === "r")
+      assert.deepStrictEqual(
+        [r?.["status"], r?.["current_state"], r?.["restart_count"], r?.["agent_id"], r?.["pid"]],
+        ["restarting", "restarting", 1, spawned.agent_id, null]
+      )
+      assert.isAbove(Date.parse(String(r?.["next_restart_at"])), Date.parse(String(r?.["last_activity_at"])))
+      const table = yield* cli(["agents", "--url", broker.url, "--api-key", broker.apiKey])
+      assert.strictEqual(table.code, 0, table.stderr)
+      assert.match(table.stdout, /^r\s+node\s+-\s+restarting #1 in \d+s/m)
+
       const released = yield* api(broker, "DELETE", "/api/spawned/r")
       assert.strictEqual(released.status, 200, JSON.stringify(released.body))
-      // The cooldown ran out long ago (3 s): a restart would have been announced by now.
-      yield* Effect.sleep("6 seconds")
+      // A second agent with the same cooldown, crashing after r's release: once it is back, r's
+      // cooldown has run out too, and r would have been restarted by then.
+      yield* spawn({ name: "s", cli: "node", args: exitSoon(2), restartPolicy: { cooldown_ms: 10_000 } })
+      yield* waitFor("s restarted", async () =>
+        kinds(await Effect.runPromise(lifecycle(broker, "s"))).includes("agent_restarted") ? true : undefined, 90)
       assert.deepStrictEqual(kinds(yield* lifecycle(broker, "r")), ["agent_exited", "agent_restarting", "agent_released"])
-      const listed = (yield* api(broker, "GET", "/api/spawned")).body["agents"] as ReadonlyArray<Record<string, unknown>>
-      assert.isFalse(listed.some((agent) => agent.name === "r"))
+      const after = (yield* api(broker, "GET", "/api/spawned")).body["agents"] as ReadonlyArray<Record<string, unknown>>
+      assert.isFalse(after.some((agent) => agent.name === "r"))
       // The name is free again.
       const again = yield* api(broker, "POST", "/api/spawn", { name: "r", cli: "cat", cwd: agents })
       assert.strictEqual(again.status, 200, JSON.stringify(again.body))
