@@ -17,7 +17,7 @@ import { AgentTools } from "../mcp/AgentTools.js"
 import { AgentReadiness, type Readiness } from "./AgentReadiness.js"
 import { agentChildEnv, validateName } from "./agentEnv.js"
 import { type Binding, makeAgentBinding } from "./agentBinding.js"
-import { type Entry, type Restarting, type State, without } from "./agentEntry.js"
+import { type Entry, type ReleaseOptions, type Restarting, type RestartingAgent, type State, without } from "./agentEntry.js"
 import { makeOutputPublisher } from "./agentOutput.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { AgentSupervisor, type RestartDecision, type RestartPolicy } from "./AgentSupervisor.js"
@@ -83,24 +83,6 @@ export interface AgentInfo {
   readonly readiness?: Readiness
 }
 
-/** An agent whose process ended by itself and that supervision brings back after a cooldown. */
-export interface RestartingAgent {
-  /** The agent as its last run left it (`status: "exited"`). */
-  readonly info: AgentInfo
-  /** The restart under way: 1 for the first. */
-  readonly restartCount: number
-  /** Epoch ms at which the cooldown ends and the agent is started again. */
-  readonly restartAt: number
-}
-
-export interface ReleaseOptions {
-  /**
-   * The agent's work is done (`spawnMode: "task_exit"`): its end is reported like an exit,
-   * `agent_exited {name, code, signal, reason}` and `agent_exit {name, reason}`, before `agent_released`.
-   */
-  readonly exitReason?: string
-}
-
 export interface LiveAgent extends AgentInfo {
   readonly pty: Pty
   readonly token: Redacted.Redacted<string>
@@ -133,6 +115,7 @@ export interface AgentRegistryOptions {
 }
 
 export { brokerSecretEnv, validateName } from "./agentEnv.js"
+export type { ReleaseOptions, RestartingAgent } from "./agentEntry.js"
 
 // The registry of agents this node runs: spawn (bind, launch, register), inject, exits, restarts,
 // release. Binding: agentBinding.ts; names and the child's environment: agentEnv.ts; per-agent

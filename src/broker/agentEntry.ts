@@ -7,7 +7,8 @@ import type { AgentInfo, SpawnSpec } from "./AgentRegistry.js"
 import type { ReadinessHandle } from "./AgentReadiness.js"
 import type { Pty } from "./PtyHost.js"
 
-// What AgentRegistry keeps per agent: the live entry, the registry's state, and a map helper.
+// What AgentRegistry keeps per agent: the live entry, the registry's state, a map helper, and the
+// shapes it hands out about restarts (RestartingAgent) and takes on release (ReleaseOptions).
 
 export interface Entry {
   readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness">
@@ -48,4 +49,22 @@ export const without = <K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V>
   const next = new Map(map)
   next.delete(key)
   return next
+}
+
+/** An agent whose process ended by itself and that supervision brings back after a cooldown. */
+export interface RestartingAgent {
+  /** The agent as its last run left it (`status: "exited"`). */
+  readonly info: AgentInfo
+  /** The restart under way: 1 for the first. */
+  readonly restartCount: number
+  /** Epoch ms at which the cooldown ends and the agent is started again. */
+  readonly restartAt: number
+}
+
+export interface ReleaseOptions {
+  /**
+   * The agent's work is done (`spawnMode: "task_exit"`): its end is reported like an exit,
+   * `agent_exited {name, code, signal, reason}` and `agent_exit {name, reason}`, before `agent_released`.
+   */
+  readonly exitReason?: string
 }
