@@ -4,10 +4,11 @@
 //    (library users import modules, not bundles).
 // 2. esbuild: the `relay-broker` executable. dist/main.js is src/main.ts, the small argv dispatcher,
 //    bundled alone; every src module the dispatcher reaches through a dynamic `import()` (the daemon
-//    `up`, `engine`, the client commands' tree in cli/app.ts, and whatever is added there later, such
-//    as `init` or `mcp`) is a *command entry*, bundled on its own into dist/bin/<name>.js. A command
-//    loads only its own bundle: a client command never loads the daemon, the engine or SQLite, and
-//    @effect/cli only loads with the client commands. Inside a command's bundle, its own lazy
+//    `up`, `engine`, the client commands' quick path cli/quick.ts and their tree in cli/app.ts, and
+//    whatever is added there later, such as `init` or `mcp`) is a *command entry*, bundled on its own
+//    into dist/bin/<name>.js. A command loads only its own bundle: a client command never loads the
+//    daemon, the engine or SQLite; on its quick path not even Effect; @effect/cli only loads with
+//    the client commands' tree. Inside a command's bundle, its own lazy
 //    `import()`s (up's embedded engine) are split into dist/bin/chunks/. Native modules stay external.
 // dist/main.js is written last (ensure-ready's staleness marker). Exits non-zero when either step
 // failed; tsc still emits when a file does not type-check, and the bundles are built anyway.
@@ -209,6 +210,8 @@ const bundle = async () => {
 // tsc and the bundles run side by side; tsc emits a dist/main.js of its own, so the dispatcher
 // bundle is written after it, last.
 // `--bundles-only`: skip tsc (a quicker rebuild of dist/main.js and dist/bin/ while measuring them).
+// It leaves tsc's modules in dist/ as they were, yet dist/main.js now looks fresh to ensure-ready:
+// run a full build before tests that import dist/ modules (the bench's micro workload does).
 const [typeScriptStatus, bundled] = await Promise.all([
   process.argv.includes("--bundles-only") ? 0 : typeScript(),
   bundle().catch((error) => {

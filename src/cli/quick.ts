@@ -11,13 +11,13 @@ import { status } from "./run/status.js"
 // same results for these commands and owns every message about usage. Both run the same code
 // (src/cli/run/*).
 
-interface Parsed {
+export interface Parsed {
   readonly args: ReadonlyArray<string>
   readonly values: Readonly<Record<string, string>>
   readonly switches: ReadonlySet<string>
 }
 
-interface Spec {
+export interface Spec {
   /** Required arguments; with `rest`, any further ones are collected (spawn's program arguments). */
   readonly args: number
   readonly rest?: boolean
@@ -28,7 +28,7 @@ interface Spec {
 
 const connectionOptions = ["state-dir", "url", "api-key"]
 
-const specs: Readonly<Record<string, Spec>> = {
+export const specs: Readonly<Record<string, Spec>> = {
   agents: { args: 0, switches: ["json"], run: (daemon, { switches }) => agents(daemon, { json: switches.has("json") }) },
   status: { args: 0, switches: ["json"], run: (daemon, { switches }) => status(daemon, { json: switches.has("json") }) },
   message: {

@@ -159,6 +159,27 @@ describe("client commands against a real daemon", () => {
         assert.match(refused, /^relay-broker agents: .*HTTP 401/)
       }))
 
+    it.effect("the quick path and the full parser print the same (--state-dir DIR runs quick, --state-dir=DIR the tree)", () =>
+      Effect.gen(function*() {
+        const running = yield* Daemon
+        yield* spawnCat("twice")
+        const both = (...args: ReadonlyArray<string>) =>
+          Effect.all([
+            cli([...args, "--state-dir", running.stateDir]),
+            cli([...args, `--state-dir=${running.stateDir}`])
+          ])
+        for (const args of [["agents", "--json"], ["message", "no-such-message"], ["release", "nobody"], ["send", "nobody", "hi"], ["logs", "nobody"]]) {
+          const [quick, tree] = yield* both(...args)
+          assert.deepStrictEqual(quick, tree, args.join(" "))
+        }
+        const [quick, tree] = yield* both("agents")
+        // The LAST ACTIVITY column ("3s ago") may tick between the two runs.
+        const stable = (result: CliResult) => ({ ...result, stdout: result.stdout.replace(/\d+[smhd] ago/g, "_ ago") })
+        assert.deepStrictEqual(stable(quick), stable(tree))
+        assert.include(quick.stdout, "twice")
+        ok(yield* run("release", "twice"))
+      }))
+
     it.effect("failures the daemon reports exit 1 with one line", () =>
       Effect.gen(function*() {
         assert.match(oneLine(yield* run("logs", "nobody"), 1), /^relay-broker logs: .*nobody.*HTTP 404/)
