@@ -240,6 +240,7 @@ const rowsOf = (us, upstream, micro) => {
   if (wants("mcp")) {
     rows.push({ label: "tool server `mcp`: exec → initialize answered (median)", unit: "ms", us: micro.mcp?.initializeMs, peer: false, goal: "≤ 200 ms" })
     rows.push({ label: "tool server `mcp`: peak RSS", unit: "MB", us: micro.mcp?.peakRssMb, peer: false, goal: "≤ 50 MB" })
+    rows.push({ label: "tool server `mcp`: peak RSS after its first tool call", unit: "MB", us: micro.mcp?.afterCallRssMb, peer: false, goal: "≤ 50 MB" })
   }
   if (wants("startup")) {
     rows.push(row("startup: exec → API listening (median)", "ms", "startup.listeningMs", { goal: "≤ 200 ms" }))

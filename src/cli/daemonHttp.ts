@@ -1,7 +1,6 @@
-import * as http from "node:http"
-import * as https from "node:https"
 import { readFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
+import { exchange } from "../http/plainExchange.js"
 import { record } from "./format.js"
 
 // How a client command finds the running daemon and calls its local HTTP API, in plain
@@ -99,28 +98,15 @@ const failureOf = (status: number, text: string): ClientFailure => {
 }
 
 /** One request, to its answer: the status and the body as text. Rejects with the transport error. */
-const exchange = (url: URL, method: Method, apiKey: string, body: unknown, signal: AbortSignal) =>
-  new Promise<{ readonly status: number; readonly text: string }>((resolveAnswer, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const request = (url.protocol === "https:" ? https : http).request(url, {
-      method,
-      signal,
-      // One request per connection: a kept-alive socket would hold the command open after its answer.
-      agent: false,
-      headers: {
-        "x-api-key": apiKey,
-        accept: "application/json",
-        ...(payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {})
-      }
-    }, (response) => {
-      const chunks: Array<Buffer> = []
-      response.on("data", (chunk: Buffer) => chunks.push(chunk))
-      response.on("end", () => resolveAnswer({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }))
-      response.on("error", reject)
-    })
-    request.on("error", reject)
-    request.end(payload)
+const exchangeWithDaemon = (url: URL, method: Method, apiKey: string, body: unknown, signal: AbortSignal) => {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  return exchange(url, {
+    method,
+    signal,
+    headers: { "x-api-key": apiKey, accept: "application/json", ...(payload !== undefined ? { "content-type": "application/json" } : {}) },
+    ...(payload === undefined ? {} : { body: payload })
   })
+}
 
 const delay = (ms: number, signal: AbortSignal) =>
   new Promise<void>((done) => {
@@ -136,7 +122,7 @@ const makeConnection = (source: string, url: string, apiKey: string): DaemonConn
   const once = async (method: Method, path: string, body: unknown, signal: AbortSignal): Promise<unknown> => {
     let answer: { readonly status: number; readonly text: string }
     try {
-      answer = await exchange(new URL(path.replace(/^\//, ""), base), method, apiKey, body, signal)
+      answer = await exchangeWithDaemon(new URL(path.replace(/^\//, ""), base), method, apiKey, body, signal)
     } catch (error) {
       if (signal.aborted) throw signal.reason
       throw (error as NodeJS.ErrnoException).code === "ECONNREFUSED"

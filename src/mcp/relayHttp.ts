@@ -1,7 +1,9 @@
 // The tool server's HTTP calls: the engine's `/v1` API with the agent's own token, and the daemon's
-// agent routes with the same token. Plain `fetch`, so that the stdio entry loads nothing else.
+// agent routes with the same token, over node:http (src/http/plainExchange.ts: no fetch, no Effect).
 // Answers are `{ok, data}` envelopes; `data` comes back with camelCase keys and request bodies go out
 // snake_case, as upstream's @relaycast/sdk does (so tool results have upstream's shapes).
+
+import { exchange, type PlainAnswer } from "../http/plainExchange.js"
 
 export class RelayCallError extends Error {
   constructor(
@@ -81,9 +83,9 @@ export const makeRelayHttp = (options: {
       if (value !== undefined) url.searchParams.set(key, String(value))
     }
     const hasBody = callOptions.body !== undefined && method !== "GET"
-    let response: Response
+    let answer: PlainAnswer
     try {
-      response = await fetch(url, {
+      answer = await exchange(url, {
         method,
         signal: AbortSignal.timeout(timeoutMs),
         headers: {
@@ -96,22 +98,21 @@ export const makeRelayHttp = (options: {
         ...(hasBody ? { body: JSON.stringify(decamelizeKeys(callOptions.body)) } : {})
       })
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause
       const detail = (error as Error).name === "TimeoutError"
         ? `no answer within ${timeoutMs} ms`
-        : cause?.code ?? (error as Error).message
+        : (error as NodeJS.ErrnoException).code ?? (error as Error).message
       throw new RelayCallError("transport_error", `${method} ${path} at ${base}: ${detail}`, undefined)
     }
-    if (response.status === 204) return undefined
-    const text = await response.text()
-    if (!response.ok) throw describeFailure(response.status, text)
+    const { status, text } = answer
+    if (status === 204) return undefined
+    if (status < 200 || status > 299) throw describeFailure(status, text)
     let body: unknown
     try {
       body = text.trim() === "" ? {} : JSON.parse(text)
     } catch {
-      throw new RelayCallError("invalid_response", `${method} ${path}: the answer is not JSON`, response.status)
+      throw new RelayCallError("invalid_response", `${method} ${path}: the answer is not JSON`, status)
     }
-    if (isPlainObject(body) && body["ok"] === false) throw describeFailure(response.status, text)
+    if (isPlainObject(body) && body["ok"] === false) throw describeFailure(status, text)
     return camelizeKeys(isPlainObject(body) && "ok" in body ? body["data"] : body)
   }
   return { call }

@@ -1,3 +1,4 @@
+import { exchange, type PlainAnswer } from "../http/plainExchange.js"
 import { brokerOf, jsonContent, segment, str, type Tool, ToolError, type ToolResult } from "./context.js"
 import type { Fields } from "./toolSpec.js"
 import { idempotentWrite, readOnly, writes } from "./toolSpec.js"
@@ -60,9 +61,9 @@ const spawnFields: Fields = {
 
 const submitResult = async (url: string, token: string, agent: string, args: Record<string, unknown>): Promise<ToolResult> => {
   const timeoutMs = Number(process.env["AGENT_RELAY_RESULT_TIMEOUT_MS"] ?? 10_000)
-  let response: Response
+  let answer: PlainAnswer
   try {
-    response = await fetch(url, {
+    answer = await exchange(new URL(url), {
       method: "POST",
       signal: AbortSignal.timeout(timeoutMs),
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -72,15 +73,15 @@ const submitResult = async (url: string, token: string, agent: string, args: Rec
     if ((error as Error).name === "TimeoutError") throw new ToolError(`Agent Relay result submission timed out after ${timeoutMs}ms`)
     throw new ToolError(`Agent Relay result submission failed: ${(error as Error).message}`)
   }
-  const text = await response.text()
+  const { status, text } = answer
   let payload: Record<string, unknown>
   try {
     payload = text === "" ? {} : JSON.parse(text)
   } catch {
     payload = { success: false, error: text }
   }
-  if (!response.ok) {
-    throw new ToolError(`Agent Relay result submission failed (${response.status}): ${String(payload["error"] ?? text)}`)
+  if (status < 200 || status > 299) {
+    throw new ToolError(`Agent Relay result submission failed (${status}): ${String(payload["error"] ?? text)}`)
   }
   return { content: [{ type: "text", text: JSON.stringify(payload, null, 2) }], structuredContent: payload }
 }

@@ -1,14 +1,18 @@
 // Workload: the agent tool server, as a harness starts it (`node dist/main.js mcp`, the stdio MCP
 // server bundled as dist/bin/stdio.js). N runs, each: exec → the `initialize` request answered on
-// stdout, then the process's peak RSS (VmHWM) once it answered; stdin closed, it exits. Median.
-// No engine or broker: answering `initialize` needs none, so RELAY_BASE_URL points at a closed port
-// (a tool call would fail; none is made). Ours only; no upstream column.
+// stdout, the process's peak RSS (VmHWM) then; then one tool call (`check_inbox`) and the peak RSS
+// after it, since the first call loads the HTTP client; stdin closed, it exits. Median.
+// No engine or broker: RELAY_BASE_URL points at a closed port, so the call fails at once (connection
+// refused) after loading everything a real call loads. Ours only; no upstream column.
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { now } from "../lib/procs.mjs"
 import { median } from "../lib/stats.mjs"
+
+const toolCall = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "check_inbox", arguments: {} } }
+const initialized = { jsonrpc: "2.0", method: "notifications/initialized" }
 
 const initialize = {
   jsonrpc: "2.0",
@@ -43,33 +47,44 @@ const runOnce = ({ entry, flags, env, timeoutMs }) =>
     let stdout = ""
     let stderr = ""
     let answered = false
+    let wallMs
+    let rss
+    child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk))
     const fail = (error) => {
       clearTimeout(timer)
       child.kill("SIGKILL")
       reject(error)
     }
-    const timer = setTimeout(() => fail(new Error(`mcp: no initialize answer within ${timeoutMs} ms: ${stderr.trim().slice(0, 300)}`)), timeoutMs)
+    const timer = setTimeout(() => fail(new Error(`mcp: no answer within ${timeoutMs} ms: ${stderr.trim().slice(0, 300)}`)), timeoutMs)
     child.on("error", fail)
-    child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk))
+    const onMessage = (message) => {
+      if (message.id === 1 && !answered) {
+        answered = true
+        wallMs = now() - startedAt
+        if (message.error !== undefined) return fail(new Error(`mcp: initialize failed: ${JSON.stringify(message.error)}`))
+        rss = peakRssMb(child.pid)
+        child.stdin.write(`${JSON.stringify(initialized)}\n${JSON.stringify(toolCall)}\n`)
+        return
+      }
+      if (message.id !== 2) return
+      clearTimeout(timer)
+      if (message.error !== undefined) return fail(new Error(`mcp: tools/call failed: ${JSON.stringify(message.error)}`))
+      const afterCallRssMb = peakRssMb(child.pid)
+      child.once("exit", () => resolve({ wallMs, peakRssMb: rss, afterCallRssMb, server: message.result?.serverInfo }))
+      child.stdin.end()
+    }
     child.stdout.setEncoding("utf8").on("data", (chunk) => {
       stdout += chunk
-      if (answered) return
-      for (const line of stdout.split("\n").slice(0, -1)) {
+      const lines = stdout.split("\n")
+      stdout = lines.pop()
+      for (const line of lines) {
         let message
         try {
           message = JSON.parse(line)
         } catch {
           continue
         }
-        if (message.id !== 1) continue
-        answered = true
-        const wallMs = now() - startedAt
-        clearTimeout(timer)
-        if (message.error !== undefined) return fail(new Error(`mcp: initialize failed: ${JSON.stringify(message.error)}`))
-        const rss = peakRssMb(child.pid)
-        child.once("exit", () => resolve({ wallMs, peakRssMb: rss, server: message.result?.serverInfo }))
-        child.stdin.end()
-        return
+        onMessage(message)
       }
     })
     child.on("exit", (code) => {
@@ -91,13 +106,16 @@ export const runMcp = async ({ entry, runs, timeoutMs = 30000 }) => {
   const samples = []
   const flags = await launchFlags(entry)
   for (let i = 0; i < runs; i++) samples.push(await runOnce({ entry, flags, env, timeoutMs }))
-  const rss = samples.map((s) => s.peakRssMb).filter((x) => x !== undefined)
+  const known = (key) => samples.map((s) => s[key]).filter((x) => x !== undefined)
+  const rss = known("peakRssMb")
+  const afterCall = known("afterCallRssMb")
   return {
     command: [...flags, "mcp"].join(" "),
     runs,
     initializeMs: median(samples.map((s) => s.wallMs)),
     peakRssMb: rss.length === 0 ? undefined : median(rss),
+    afterCallRssMb: afterCall.length === 0 ? undefined : median(afterCall),
     server: samples[0]?.server,
-    samples: samples.map(({ wallMs, peakRssMb }) => ({ wallMs, peakRssMb }))
+    samples: samples.map(({ wallMs, peakRssMb, afterCallRssMb }) => ({ wallMs, peakRssMb, afterCallRssMb }))
   }
 }
