@@ -102,7 +102,8 @@ export const makeWith = (settings: AgentIdlenessSettings = {}) =>
             since: new Date(agent.lastActivityAt).toISOString()
           })
         }
-        if (releasesWhenIdle(watch) && held === 0) {
+        // Idle before its task was typed (still starting) is not "done".
+        if (releasesWhenIdle(watch) && held === 0 && agent.taskTyped !== false) {
           yield* Effect.logInfo("task done (idle): releasing the agent").pipe(Effect.annotateLogs({ agent: agent.name }))
           // Reported as the agent's exit (what `waitForExit` waits for), then released.
           yield* registry.release(agent.name, { exitReason: taskDoneReason }).pipe(Effect.ignore)

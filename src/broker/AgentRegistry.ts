@@ -79,6 +79,8 @@ export interface AgentInfo {
   readonly team?: string
   /** Set when the bind went through the HTTP fallback and left something to say. */
   readonly warning?: string
+  /** False while the spawn's task waits to be typed (AgentIdleness: task_exit ends an agent after its task). */
+  readonly taskTyped?: boolean
   /** Whether it can take keys yet, and how that was decided (AgentReadiness; always set by the live registry). */
   readonly readiness?: Readiness
 }
@@ -158,6 +160,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
       ...entry.info,
       status,
       lastActivityAt: entry.activity.at,
+      taskTyped: entry.activity.taskTyped,
       readiness: entry.readiness.peek()
     })
 
@@ -295,7 +298,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
         const keyboard: Keyboard = { name: spec.name, pty, profile, readiness: handle }
         // Messages wait until the task, when there is one, has been typed: it is the first message.
         const taskTyped = yield* Effect.makeLatch(spec.task === undefined)
-        const activity = { at: startedAt }
+        const activity = { at: startedAt, taskTyped: spec.task === undefined }
         const touch = Effect.map(now, (at) => (activity.at = at))
         const tracked: Pty = {
           ...pty,
@@ -337,7 +340,7 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
                 Effect.catchAll((error) => Effect.logWarning("the task could not be typed", error))
               )
             ).pipe(
-              Effect.ensuring(taskTyped.open)
+              Effect.ensuring(Effect.zipRight(Effect.sync(() => (activity.taskTyped = true)), taskTyped.open))
             ),
             scope
           )

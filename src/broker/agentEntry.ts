@@ -11,7 +11,7 @@ import type { Pty } from "./PtyHost.js"
 // shapes it hands out about restarts (RestartingAgent) and takes on release (ReleaseOptions).
 
 export interface Entry {
-  readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness">
+  readonly info: Omit<AgentInfo, "lastActivityAt" | "status" | "readiness" | "taskTyped">
   /** What a restart launches again, with the same binding. */
   readonly spec: SpawnSpec
   readonly binding: Binding
@@ -21,7 +21,8 @@ export interface Entry {
   readonly scope: Scope.CloseableScope
   readonly invocationId?: string
   readonly sessionRef?: string
-  readonly activity: { at: number }
+  /** The last output or input (epoch ms), and whether the spawn's task (if any) has been typed. */
+  readonly activity: { at: number; taskTyped: boolean }
   pump?: Fiber.RuntimeFiber<void>
 }
 

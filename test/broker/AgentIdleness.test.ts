@@ -80,4 +80,26 @@ describe("AgentIdleness", () => {
       yield* TestClock.adjust("4 seconds")
       assert.sameMembers([...(yield* Ref.get(released))], ["worker", "helper"])
     }))
+
+  it.scoped("task_exit: silent before its task was typed is not done; idle after it is", () =>
+    Effect.gen(function*() {
+      const { put, registry, released } = yield* setup
+      const context = yield* Layer.build(
+        AgentIdleness.layerWith({ interval: "1 second", defaultThresholdSecs: 120 }).pipe(
+          Layer.provideMerge(Layer.merge(registry, EventLog.layer))
+        )
+      )
+      const idleness = yield* Effect.provide(AgentIdleness.AgentIdleness, context)
+      const starting = { ...runningAgentInfo({ name: "slow", cli: "claude" }, 11), taskTyped: false }
+      yield* put(starting)
+      yield* idleness.configure("slow", { spawnMode: "task_exit", idleThresholdSecs: 2 })
+      yield* TestClock.adjust("5 seconds")
+      assert.deepStrictEqual(yield* Ref.get(released), [])
+      // The task typed at 5 s (activity), then silence: done.
+      yield* put({ ...starting, taskTyped: true, lastActivityAt: 5_000 })
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Ref.get(released), [])
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(yield* Ref.get(released), ["slow"])
+    }))
 })
