@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import WebSocket from "ws"
 import { EmbeddedEngine, type EngineOptions } from "../../src/engine/index.js"
+import { exchange } from "../../src/http/plainExchange.js"
 
 // Test helpers: an engine on an ephemeral port in a temp dir, a fetch-based HTTP caller, and a raw
 // `ws` node client that records every frame.
@@ -39,20 +40,22 @@ export const call = (
     if (options.rawBody !== undefined) payload = options.rawBody
     else if (options.body !== undefined) payload = JSON.stringify(options.body)
     if (payload !== undefined) headers["content-type"] = "application/json"
-    let response: Response
+    // node:http with a connection per request: fetch's kept-alive sockets race the server's 5 s idle
+    // close on a loaded machine ("fetch failed" when a request goes out on a socket being closed).
+    let answer: { readonly status: number; readonly text: string }
     try {
-      response = await fetch(`${url}${path}`, { method, headers, ...(payload === undefined ? {} : { body: payload }) })
+      answer = await exchange(new URL(`${url}${path}`), { method, headers, ...(payload === undefined ? {} : { body: payload }) })
     } catch (error) {
       throw new Error(`${method} ${path} ${JSON.stringify(headers)} ${JSON.stringify(payload)}: ${String(error)}`)
     }
-    const text = await response.text()
+    const { status, text } = answer
     let body: any = undefined
     try {
       body = text === "" ? undefined : JSON.parse(text)
     } catch {
       body = undefined
     }
-    return { status: response.status, body, text }
+    return { status, body, text }
   })
 
 /** `call` that expects a 2xx and returns `data`. */
