@@ -6,16 +6,14 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { decodeServerFrame, encodeNodeFrame } from "../wire/codec.js"
+import { encodeNodeFrame } from "../wire/codec.js"
 import type { Json } from "../wire/Json.js"
 import {
   type ActionInvoke,
@@ -28,19 +26,22 @@ import {
 import { AgentRoster } from "./AgentRoster.js"
 import { DeliveryBook } from "./DeliveryBook.js"
 import { BrokerConfig } from "./BrokerConfig.js"
-import { NodeRequestFailed, type Unauthorized } from "./errors.js"
-import { type NodeControlOptions, nodeControlUrl, reconnectSchedule, skippedFrames } from "./nodeControlPolicy.js"
+import { NodeRequestFailed } from "./errors.js"
+import { type NodeControlOptions, nodeControlUrl, reconnectSchedule } from "./nodeControlPolicy.js"
 import { SidecarHandlers } from "./SidecarHandlers.js"
-import { salvageDelivery, type UndecodableDelivery } from "./nodeFrames.js"
+import type { UndecodableDelivery } from "./nodeFrames.js"
+import { makeInbound } from "./nodeInbound.js"
 import { makeOutbox } from "./nodeOutbox.js"
+import { makeReconnectLoop } from "./nodeReconnect.js"
 import * as Protocol from "./nodeProtocol.js"
 import { type Abandoned, abandonedTtl, disconnected, makeReplyRouting, makeRequest, newId, type Pending, type Tracked } from "./nodeRequests.js"
 import { closeGracefully, type Connection, makeConnection, openSocket, SessionEnded, type SocketEvent } from "./nodeSocket.js"
 import { type NodeIdentity, TokenStore } from "./TokenStore.js"
 
-// The node's one WebSocket to the engine: the session (register, heartbeats, reads, the writer),
-// the reconnect loop and the service. Policy and options: nodeControlPolicy.ts; the socket:
-// nodeSocket.ts; request/reply correlation: nodeRequests.ts; the outbox: nodeOutbox.ts.
+// The node's one WebSocket to the engine: the session (register, heartbeats, the writer) and the
+// service. Policy and options: nodeControlPolicy.ts; the socket: nodeSocket.ts; request/reply
+// correlation: nodeRequests.ts; the outbox: nodeOutbox.ts; the read loop and where inbound frames go:
+// nodeInbound.ts; the reconnect loop: nodeReconnect.ts.
 
 export { type NodeControlOptions, nodeControlUrl, reconnectSchedule, skippedFrames } from "./nodeControlPolicy.js"
 export type { UndecodableDelivery } from "./nodeFrames.js"
@@ -193,63 +194,9 @@ export const makeWith = (options: NodeControlOptions = {}) =>
       pending, abandoned, tracked, manifest, book, setLastError, fallBackToV5, send: (frame) => send(frame)
     })
 
-    const onText = (text: string) =>
-      decodeServerFrame(text).pipe(
-        Effect.matchEffect({
-          onFailure: (error) =>
-            Effect.gen(function*() {
-              yield* Effect.logWarning(`skipped an inbound frame: ${error.message}`)
-              yield* Metric.increment(Metric.tagged(skippedFrames, "kind", error.kind))
-              const salvaged = salvageDelivery(text, error)
-              if (Option.isSome(salvaged)) yield* Queue.offer(undecodable, salvaged.value)
-            }),
-          onSuccess: (frame) =>
-            Effect.gen(function*() {
-              switch (frame.type) {
-                case "ping":
-                  return
-                case "deliver":
-                  yield* Queue.offer(deliveries, frame)
-                  break
-                case "action.invoke":
-                  yield* Queue.offer(invocations, frame)
-                  break
-                case "reply":
-                  yield* onReply(frame)
-                  break
-                case "error":
-                  yield* onError(frame)
-                  break
-                case "context.update":
-                  break
-              }
-              yield* PubSub.publish(inbound, frame)
-            })
-        })
-      )
+    const { readLoop } = makeInbound({ deliveries, invocations, undecodable, inbound, lastRead, onReply, onError })
 
     // ---- one session -----------------------------------------------------------------------------
-
-    const readLoop = (events: Queue.Queue<SocketEvent>) =>
-      Effect.gen(function*() {
-        while (true) {
-          const event = yield* Queue.take(events)
-          yield* Ref.set(lastRead, yield* Clock.currentTimeMillis)
-          switch (event._tag) {
-            case "Text":
-              yield* onText(event.text)
-              break
-            case "Other":
-              break
-            case "Closed":
-              return yield* new SessionEnded({
-                detail: `the engine closed the connection (${event.code}${event.reason === "" ? "" : ` ${event.reason}`})`
-              })
-            case "Failed":
-              return yield* new SessionEnded({ detail: `connection error: ${event.message}` })
-          }
-        }
-      })
 
     const heartbeatLoop = (connection: Connection, identity: NodeIdentity) =>
       Effect.gen(function*() {
@@ -320,69 +267,7 @@ export const makeWith = (options: NodeControlOptions = {}) =>
 
     // ---- the reconnect loop ----------------------------------------------------------------------
 
-    const consecutiveUnauthorized = yield* Ref.make(0)
-
-    const onUnauthorized = (error: Unauthorized) =>
-      Effect.gen(function*() {
-        const count = yield* Ref.updateAndGet(consecutiveUnauthorized, (n) => n + 1)
-        if (count > maxRemints) {
-          if (count === maxRemints + 1) {
-            yield* Effect.logError(
-              `NODE TOKEN REJECTED ${count} times in a row (${error.detail}); re-minted ${maxRemints} times without success. ` +
-                "No more re-minting: reconnecting with backoff. Check the workspace key and the engine."
-            )
-          }
-          return
-        }
-        yield* Effect.logWarning(`the engine refused the node token (${count}/${maxRemints}); minting a new one`)
-        yield* tokens.remint.pipe(
-          Effect.tap(() => Ref.update(status, (s) => ({ ...s, remints: s.remints + 1, tokenPresent: true }))),
-          Effect.catchAll((mint) => Effect.logError(`re-minting the node token failed: ${mint.message}`))
-        )
-      })
-
-    const attempt = (connectedAt: Ref.Ref<Option.Option<number>>) =>
-      Effect.gen(function*() {
-        const identity = yield* tokens.identity
-        yield* Ref.set(identityRef, Option.some(identity))
-        yield* Ref.update(status, (s) => ({ ...s, nodeId: identity.nodeId, nodeName: identity.nodeName }))
-        const token = yield* tokens.token.pipe(
-          Effect.tapError(() => Ref.update(status, (s) => ({ ...s, tokenPresent: false })))
-        )
-        yield* Ref.update(status, (s) => ({ ...s, tokenPresent: true }))
-        return yield* session(identity, token, connectedAt)
-      })
-
-    const run = Effect.gen(function*() {
-      const driver = yield* Schedule.driver(schedule)
-      while (true) {
-        const connectedAt = yield* Ref.make(Option.none<number>())
-        const error = yield* Effect.flip(attempt(connectedAt))
-        const previous = (yield* Ref.get(status)).lastError
-        yield* setLastError(error.message)
-        const failedAt = yield* Clock.currentTimeMillis
-        yield* Ref.update(status, (s) => s.since === null ? { ...s, since: failedAt } : s)
-        const started = yield* Ref.get(connectedAt)
-        if (Option.isSome(started)) yield* Ref.set(consecutiveUnauthorized, 0)
-        switch (error._tag) {
-          case "Unauthorized":
-            yield* onUnauthorized(error)
-            break
-          case "MintFailed":
-            // No token: keep running (health shows it) and try again on the schedule.
-            if (previous !== error.message) yield* Effect.logError(`NO NODE TOKEN: ${error.message}; realtime delivery is down, retrying`)
-            break
-          case "SessionEnded":
-            yield* (Option.isSome(started) ? Effect.logWarning : Effect.logInfo)(`node control: ${error.detail}; reconnecting`)
-            break
-        }
-        if (Option.isSome(started) && (yield* Clock.currentTimeMillis) - started.value >= healthyAfter) {
-          yield* driver.reset
-        }
-        yield* Ref.update(status, (s) => ({ ...s, reconnects: s.reconnects + 1 }))
-        yield* driver.next(error).pipe(Effect.ignore)
-      }
-    }).pipe(Effect.annotateLogs({ module: "NodeControl" }))
+    const run = yield* makeReconnectLoop({ tokens, status, identityRef, setLastError, schedule, healthyAfter, maxRemints, session })
 
     // ---- the service -----------------------------------------------------------------------------
     const request = makeRequest({ current, pending, abandoned, take, encode, requestTimeout: config.requestTimeout })
