@@ -3,7 +3,6 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
@@ -12,12 +11,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
-import * as Path from "node:path"
 import { AgentTools } from "../mcp/AgentTools.js"
 import { AgentReadiness, type Readiness } from "./AgentReadiness.js"
 import { agentChildEnv, validateName } from "./agentEnv.js"
 import { type Binding, makeAgentBinding } from "./agentBinding.js"
 import { type Entry, type ReleaseOptions, type Restarting, type RestartingAgent, type State, without } from "./agentEntry.js"
+import { makeLauncher } from "./agentLaunch.js"
 import { makeOutputPublisher } from "./agentOutput.js"
 import { AgentRoster } from "./AgentRoster.js"
 import { AgentSupervisor, type RestartDecision, type RestartPolicy } from "./AgentSupervisor.js"
@@ -33,11 +32,9 @@ import {
 } from "./errors.js"
 import { EventLog } from "./EventLog.js"
 import { resolveHarness } from "./harness.js"
-import { processTagEnv, ProcessTree } from "./ProcessTree.js"
+import { ProcessTree } from "./ProcessTree.js"
 import { NodeControl } from "./NodeControl.js"
-import { type Keyboard, type Typed, typeProved } from "./KeyboardProof.js"
 import { type InjectMode, type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
-import { readinessProfile } from "./readinessTable.js"
 
 export interface SpawnSpec {
   readonly name: string
@@ -121,7 +118,8 @@ export type { ReleaseOptions, RestartingAgent } from "./agentEntry.js"
 
 // The registry of agents this node runs: spawn (bind, launch, register), inject, exits, restarts,
 // release. Binding: agentBinding.ts; names and the child's environment: agentEnv.ts; per-agent
-// entry and state: agentEntry.ts; `worker_stream` batching: agentOutput.ts.
+// entry and state: agentEntry.ts; `worker_stream` batching: agentOutput.ts; starting the process,
+// its keyboard and its task: agentLaunch.ts.
 
 export const makeWith = (options: AgentRegistryOptions = {}) =>
   Effect.gen(function*() {
@@ -233,120 +231,18 @@ export const makeWith = (options: AgentRegistryOptions = {}) =>
 
     // -- spawn --------------------------------------------------------------------------------
 
-    // Every message, the task first, waits for the agent to be ready and, in a TUI, shows on its screen before Enter.
-    const typeInto = (keyboard: Keyboard, text: string, mode: InjectMode) =>
-      typeProved(keyboard, text, mode).pipe(
-        Effect.tap((typed) => verified(keyboard.name, mode, typed))
-      )
+    const { launch } = makeLauncher({
+      config,
+      ptyHost,
+      readiness,
+      events,
+      layerScope,
+      processTree,
+      agentTools,
+      childEnv,
+      publishOutput
+    })
 
-    const verified = (name: string, mode: InjectMode, typed: Typed) =>
-      typed.verification === "none" || mode.delivery === undefined
-        ? Effect.void
-        : events.publish("delivery_verified", {
-          name,
-          delivery_id: mode.delivery.deliveryId,
-          event_id: mode.delivery.eventId,
-          verification: typed.verification,
-          ...(typed.reason === undefined ? {} : { reason: typed.reason })
-        })
-
-    /** The tag for the agent's environment; the scope reaps what carries it after the terminal is gone. */
-    const trackProcesses = (scope: Scope.Scope) =>
-      Option.match(processTree, {
-        onNone: () => Effect.succeed({}),
-        onSome: (tree) =>
-          Effect.gen(function*() {
-            const tag = yield* tree.newTag
-            // Added before the terminal, so it runs after the terminal was killed.
-            yield* Scope.addFinalizer(scope, Effect.ignore(tree.reap(tag)))
-            return { [processTagEnv]: tag }
-          })
-      })
-
-    const launch = (spec: SpawnSpec, binding: Binding) =>
-      Effect.gen(function*() {
-        const harness = resolveHarness(spec)
-        const cwd = Path.resolve(config.cwd, spec.cwd ?? ".")
-        const baseEnv = childEnv(spec, harness, binding)
-        const tools = Option.isNone(agentTools) ? undefined : yield* agentTools.value.prepare({
-          name: spec.name,
-          token: binding.token,
-          command: harness.command,
-          args: harness.args,
-          cwd,
-          env: baseEnv,
-          ...(spec.resultSchema === undefined ? {} : { resultSchema: spec.resultSchema })
-        })
-        const args = [...(tools?.args ?? []), ...harness.args]
-        const warning = [binding.warning, tools?.note].filter((part) => part !== undefined).join("; ")
-        const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
-        const processTag = yield* trackProcesses(scope)
-        const pty = yield* ptyHost.spawn({
-          command: harness.command,
-          args,
-          cwd,
-          env: { ...baseEnv, ...tools?.env, ...processTag }
-        }).pipe(
-          Scope.extend(scope),
-          Effect.onError(() => Scope.close(scope, Exit.void))
-        )
-        if (tools !== undefined && Option.isSome(agentTools)) yield* agentTools.value.started(spec.name, pty.pid)
-        const startedAt = yield* now
-        const mode: InjectMode = { input: harness.injectInput, steer: false }
-        const profile = readinessProfile(harness.command)
-        const handle = yield* readiness.track({ name: spec.name, cli: spec.cli, pty, profile }).pipe(Scope.extend(scope))
-        const keyboard: Keyboard = { name: spec.name, pty, profile, readiness: handle }
-        // Messages wait until the task, when there is one, has been typed: it is the first message.
-        const taskTyped = yield* Effect.makeLatch(spec.task === undefined)
-        const activity = { at: startedAt, taskTyped: spec.task === undefined }
-        const touch = Effect.map(now, (at) => (activity.at = at))
-        const tracked: Pty = {
-          ...pty,
-          write: (data) => Effect.zipRight(touch, pty.write(data)),
-          inject: (text, injectMode) =>
-            taskTyped.whenOpen(Effect.zipRight(typeInto(keyboard, text, injectMode), Effect.asVoid(touch)))
-        }
-        const entry: Entry = {
-          spec,
-          binding,
-          info: {
-            name: spec.name,
-            agentId: binding.agentId,
-            cli: spec.cli,
-            args,
-            cwd,
-            pid: pty.pid,
-            startedAt,
-            injectMode: harness.injectInput,
-            ...(spec.model === undefined ? {} : { model: spec.model }),
-            ...(spec.team === undefined ? {} : { team: spec.team }),
-            ...(warning === "" ? {} : { warning })
-          },
-          pty: tracked,
-          readiness: handle,
-          token: binding.token,
-          scope,
-          ...(spec.invocationId === undefined ? {} : { invocationId: spec.invocationId }),
-          ...(spec.sessionRef === undefined ? {} : { sessionRef: spec.sessionRef }),
-          activity
-        }
-        entry.pump = yield* Effect.forkIn(Effect.interruptible(publishOutput(entry)), scope)
-        if (spec.task !== undefined) {
-          const task = spec.task
-          yield* Effect.forkIn(
-            Effect.interruptible(
-              typeInto(keyboard, task, mode).pipe(
-                Effect.zipRight(touch),
-                Effect.catchAll((error) => Effect.logWarning("the task could not be typed", error))
-              )
-            ).pipe(
-              Effect.ensuring(Effect.zipRight(Effect.sync(() => (activity.taskTyped = true)), taskTyped.open))
-            ),
-            scope
-          )
-        }
-        return entry
-      })
 
     const spawn = Effect.fn("AgentRegistry.spawn")(function*(spec: SpawnSpec) {
       const name = yield* validateName(spec.name)
