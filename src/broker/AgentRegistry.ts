@@ -8,18 +8,18 @@ import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { AgentTools } from "../mcp/AgentTools.js"
-import { AgentReadiness, type Readiness } from "./AgentReadiness.js"
+import { AgentReadiness } from "./AgentReadiness.js"
+import type { AgentInfo, LiveAgent, SpawnSpec } from "./agentShapes.js"
 import { agentChildEnv, validateName } from "./agentEnv.js"
 import { type Binding, makeAgentBinding } from "./agentBinding.js"
 import { type Entry, type ReleaseOptions, type Restarting, type RestartingAgent, type State, without } from "./agentEntry.js"
 import { makeLauncher } from "./agentLaunch.js"
 import { makeOutputPublisher } from "./agentOutput.js"
 import { AgentRoster } from "./AgentRoster.js"
-import { AgentSupervisor, type RestartDecision, type RestartPolicy } from "./AgentSupervisor.js"
+import { AgentSupervisor, type RestartDecision } from "./AgentSupervisor.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { DeliveryBook } from "./DeliveryBook.js"
 import { EngineClient } from "./EngineClient.js"
@@ -34,58 +34,7 @@ import { EventLog } from "./EventLog.js"
 import { resolveHarness } from "./harness.js"
 import { ProcessTree } from "./ProcessTree.js"
 import { NodeControl } from "./NodeControl.js"
-import { type InjectMode, type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
-
-export interface SpawnSpec {
-  readonly name: string
-  readonly cli: string
-  readonly args?: ReadonlyArray<string>
-  readonly cwd?: string
-  /** Delivered as the agent's first message once the process has started. */
-  readonly task?: string
-  readonly channels?: ReadonlyArray<string>
-  readonly model?: string
-  /** Upstream's `team`: a label kept with the agent and shown in `/api/spawned`. */
-  readonly team?: string
-  readonly env?: Readonly<Record<string, string>>
-  /** Set when the spawn comes from an engine `action.invoke`. */
-  readonly invocationId?: string
-  readonly sessionRef?: string
-  /** `agentResultSchema`: the agent gets `submit_result` and AGENT_RELAY_RESULT_*. */
-  readonly resultSchema?: unknown
-  /** Restart the agent when its process ends by itself (AgentSupervisor, when composed in). */
-  readonly restartPolicy?: RestartPolicy
-}
-
-export interface AgentInfo {
-  readonly name: string
-  readonly agentId: string
-  readonly cli: string
-  readonly args: ReadonlyArray<string>
-  readonly cwd: string
-  readonly pid: number
-  readonly status: "running" | "exited"
-  /** Epoch ms. */
-  readonly startedAt: number
-  /** Epoch ms of the last output or injection. */
-  readonly lastActivityAt: number
-  /** How messages are typed into this agent's terminal (from its harness). */
-  readonly injectMode: InjectMode["input"]
-  /** As given at spawn. */
-  readonly model?: string
-  readonly team?: string
-  /** Set when the bind went through the HTTP fallback and left something to say. */
-  readonly warning?: string
-  /** False while the spawn's task waits to be typed (AgentIdleness: task_exit ends an agent after its task). */
-  readonly taskTyped?: boolean
-  /** Whether it can take keys yet, and how that was decided (AgentReadiness; always set by the live registry). */
-  readonly readiness?: Readiness
-}
-
-export interface LiveAgent extends AgentInfo {
-  readonly pty: Pty
-  readonly token: Redacted.Redacted<string>
-}
+import { type Pty, type PtyExit, PtyHost } from "./PtyHost.js"
 
 export class AgentRegistry extends Context.Tag("relay-broker/AgentRegistry")<AgentRegistry, {
   readonly spawn: (
@@ -114,6 +63,7 @@ export interface AgentRegistryOptions {
 }
 
 export { brokerSecretEnv, validateName } from "./agentEnv.js"
+export type { AgentInfo, LiveAgent, SpawnSpec } from "./agentShapes.js"
 export type { ReleaseOptions, RestartingAgent } from "./agentEntry.js"
 
 // The registry of agents this node runs: spawn (bind, launch, register), inject, exits, restarts,

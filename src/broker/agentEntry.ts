@@ -3,7 +3,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { Binding } from "./agentBinding.js"
-import type { AgentInfo, SpawnSpec } from "./AgentRegistry.js"
+import type { AgentInfo, SpawnSpec } from "./agentShapes.js"
 import type { ReadinessHandle } from "./AgentReadiness.js"
 import type { Pty } from "./PtyHost.js"
 
