@@ -292,7 +292,9 @@ export const makeWith = (options: NodeControlOptions = {}) =>
         // A caller bug; the engine would only answer invalid_message.
         return yield* Effect.logError(`not sending an invalid frame: ${text.left.message}`)
       }
-      yield* outbox.enqueue(text.right)
+      yield* outbox.enqueue(frame.type === "delivery.ack"
+        ? { text: text.right, ack: { agent: frame.agent, upToSeq: frame.up_to_seq } }
+        : { text: text.right })
     })
 
     const announce = Effect.gen(function*() {

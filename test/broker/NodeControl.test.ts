@@ -491,13 +491,14 @@ describe("NodeControl (scripted server)", () => {
       assert.strictEqual((yield* node.status).remints, 0)
     }))
 
-  it.scopedLive("send while disconnected: queued and flushed in order after the next register", () =>
+  it.scopedLive("send while disconnected: queued and flushed in order after the next register, an agent's acks combined into its last", () =>
     Effect.gen(function*() {
       const server = yield* ScriptedNodeServer.make
       yield* server.setUpgradeStatus(() => 503)
       const { node } = yield* startNode(server.baseUrl, { options: fast })
       yield* Queue.take(server.upgrades)
       yield* node.send({ v: 1, type: "delivery.ack", agent: "worker-1", up_to_seq: 1 })
+      yield* node.send({ v: 1, type: "delivery.ack", agent: "worker-2", up_to_seq: 7 })
       yield* node.send({ v: 1, type: "delivery.ack", agent: "worker-1", up_to_seq: 2 })
       yield* node.send({ v: 1, type: "action.result", invocation_id: "inv-1", output: { ok: true } })
       yield* server.setUpgradeStatus(() => 101)
@@ -509,7 +510,7 @@ describe("NodeControl (scripted server)", () => {
         if (frame.type !== "node.heartbeat") flushed.push(frame)
       }
       assert.deepStrictEqual(flushed, [
-        { type: "delivery.ack", v: 1, agent: "worker-1", up_to_seq: 1 },
+        { type: "delivery.ack", v: 1, agent: "worker-2", up_to_seq: 7 },
         { type: "delivery.ack", v: 1, agent: "worker-1", up_to_seq: 2 },
         { type: "action.result", v: 1, invocation_id: "inv-1", output: { ok: true } }
       ])
@@ -521,16 +522,16 @@ describe("NodeControl (scripted server)", () => {
       yield* server.setUpgradeStatus(() => 503)
       const { logs, node, withLogs } = yield* startNode(server.baseUrl, { options: { ...fast, outboxCapacity: 2 } })
       yield* Queue.take(server.upgrades)
-      for (let seq = 1; seq <= 4; seq++) yield* withLogs(node.send({ v: 1, type: "delivery.ack", agent: "w", up_to_seq: seq }))
+      for (const agent of ["a", "b", "c", "d"]) yield* withLogs(node.send({ v: 1, type: "delivery.ack", agent, up_to_seq: 1 }))
       yield* server.setUpgradeStatus(() => 101)
       const connection = yield* Queue.take(server.connections)
       yield* expectBootstrap(connection)
       const acks: Array<unknown> = []
       while (acks.length < 2) {
         const frame = yield* connection.next
-        if (frame.type === "delivery.ack") acks.push(frame.up_to_seq)
+        if (frame.type === "delivery.ack") acks.push(frame.agent)
       }
-      assert.deepStrictEqual(acks, [3, 4])
+      assert.deepStrictEqual(acks, ["c", "d"])
       assert.isTrue(logs.some((line) => line.level === "WARN" && line.message.includes("outbox is full")))
     }))
 
