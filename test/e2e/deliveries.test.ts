@@ -3,6 +3,7 @@ import { Context, Effect, Fiber, Layer } from "effect"
 import { mkdirSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import {
+  reapRecorders,
   api,
   type Broker,
   createEngineAgent,
@@ -52,20 +53,6 @@ const recordings = (dir: string, name: string) =>
     .filter((file) => file.startsWith(`${name}-`) && file.endsWith(".raw"))
     .map((file) => ({ file, bytes: readFileSync(join(dir, file)) }))
 
-/** Kills recorder sessions that outlived their broker (by the pid in their file name). */
-const reapRecorders = (dir: string) =>
-  Effect.sync(() => {
-    for (const file of readdirSync(dir)) {
-      const pid = Number(/-(\d+)\.raw$/.exec(file)?.[1])
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, "SIGKILL")
-        } catch {
-          // already gone
-        }
-      }
-    }
-  })
 
 layer(setup, { excludeTestServices: true, timeout: 120_000 })("deliveries end to end", (it) => {
   it.effect("two agents: A pings B through the engine, B's terminal shows it, B answers pong, A's terminal shows it", () =>

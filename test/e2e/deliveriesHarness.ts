@@ -2,7 +2,7 @@
 // (`relay-broker up`) pointed at it, optionally through a proxy that can slip extra frames into
 // the node WebSocket, and helpers for the control API and the engine's HTTP API.
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
 import { createServer, type IncomingMessage } from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import { join } from "node:path"
@@ -14,6 +14,27 @@ import { stopChild } from "../support/processes.js"
 export { ensureBuilt, root, stopChild, tempDir }
 
 const main = join(root, "dist", "main.js")
+
+/** What each recorder session of `name` in `dir` had typed into it, one text per process. */
+export const recordedSessions = (dir: string, name: string) =>
+  readdirSync(dir)
+    .filter((file) => file.startsWith(`${name}-`) && file.endsWith(".raw"))
+    .map((file) => readFileSync(join(dir, file), "utf8"))
+
+/** Kills recorder sessions that outlived their broker (by the pid in their file name). */
+export const reapRecorders = (dir: string) =>
+  Effect.sync(() => {
+    for (const file of readdirSync(dir)) {
+      const pid = Number(/-(\d+)\.raw$/.exec(file)?.[1])
+      if (Number.isInteger(pid) && pid > 0) {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // already gone
+        }
+      }
+    }
+  })
 
 export const recorderAgent = join(root, "test", "e2e", "recorder-agent.mjs")
 export const echoAgent = join(root, "scripts", "echo-agent.mjs")

@@ -1,9 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { EmbeddedEngine } from "../../src/engine/index.js"
 import {
+  reapRecorders,
+  recordedSessions,
   api,
   type Broker,
   createEngineAgent,
@@ -24,24 +26,6 @@ import {
 
 ensureBuilt()
 
-const sessions = (dir: string, name: string) =>
-  readdirSync(dir)
-    .filter((file) => file.startsWith(`${name}-`) && file.endsWith(".raw"))
-    .map((file) => readFileSync(join(dir, file), "utf8"))
-
-const reapRecorders = (dir: string) =>
-  Effect.sync(() => {
-    for (const file of readdirSync(dir)) {
-      const pid = Number(/-(\d+)\.raw$/.exec(file)?.[1])
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, "SIGKILL")
-        } catch {
-          // already gone
-        }
-      }
-    }
-  })
 
 const agentReport = (broker: Broker, name: string) =>
   Effect.map(api(broker, "GET", "/api/node-delivery"), (response) =>
@@ -79,7 +63,7 @@ for (const nodeProtocol of ["provider", "v5"] as const) {
         yield* dm("m1-before")
         yield* dm("m2-before")
         yield* waitFor("m1 and m2 in w's first session", () =>
-          sessions(agents, "w").some((text) => text.includes("m2-before")) ? true : undefined, 60)
+          recordedSessions(agents, "w").some((text) => text.includes("m2-before")) ? true : undefined, 60)
         yield* acked(2)
         yield* stopChild(first.child, "SIGTERM")
         yield* reapRecorders(agents)
@@ -89,14 +73,14 @@ for (const nodeProtocol of ["provider", "v5"] as const) {
 
         yield* dm("m3-while-down")
         const second = yield* startBroker({ home, baseUrl: url, workspaceKey })
-        const before = sessions(agents, "w").length
+        const before = recordedSessions(agents, "w").length
         yield* spawnAgent(second, "w", recorderAgent, agents)
         yield* waitFor("m3 in w's new session", () => {
-          const all = sessions(agents, "w")
+          const all = recordedSessions(agents, "w")
           return all.length > before && all.slice(before).some((text) => text.includes("m3-while-down")) ? true : undefined
         }, 60)
         yield* acked(3)
-        const fresh = sessions(agents, "w").slice(before).join("")
+        const fresh = recordedSessions(agents, "w").slice(before).join("")
         assert.strictEqual(fresh.split("m3-while-down").length - 1, 1, fresh)
         assert.notInclude(fresh, "m1-before")
         assert.notInclude(fresh, "m2-before")

@@ -1,10 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdirSync, readdirSync, readFileSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { EmbeddedEngine } from "../../src/engine/index.js"
 import { cli } from "../cli/harness.js"
 import {
+  reapRecorders,
+  recordedSessions,
   api,
   type Broker,
   createEngineAgent,
@@ -26,25 +28,6 @@ ensureBuilt()
 
 const crashAgent = join(root, "test", "e2e", "crash-agent.mjs")
 
-/** What each run of the agent had typed into it, one entry per process. */
-const runs = (dir: string, name: string) =>
-  readdirSync(dir)
-    .filter((file) => file.startsWith(`${name}-`) && file.endsWith(".raw"))
-    .map((file) => readFileSync(join(dir, file), "utf8"))
-
-const reapRuns = (dir: string) =>
-  Effect.sync(() => {
-    for (const file of readdirSync(dir)) {
-      const pid = Number(/-(\d+)\.raw$/.exec(file)?.[1])
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, "SIGKILL")
-        } catch {
-          // already gone
-        }
-      }
-    }
-  })
 
 type Event = Record<string, unknown> & { kind: string; seq: number }
 
@@ -62,7 +45,7 @@ const setUp = (label: string) =>
     const home = yield* tempDir(`relay-e2e-supervision-${label}-`)
     const agents = join(home, "agents")
     mkdirSync(agents, { recursive: true })
-    yield* Effect.addFinalizer(() => reapRuns(agents))
+    yield* Effect.addFinalizer(() => reapRecorders(agents))
     const { url } = yield* EmbeddedEngine.start({ dataDir: join(home, "engine") })
     const workspaceKey = ((yield* engineCall(url, "POST", "/v1/workspaces", { name: `supervision-${label}` })).data as {
       api_key: string
@@ -101,12 +84,12 @@ describe("supervision (restartPolicy)", () => {
         kinds(await Effect.runPromise(lifecycle(broker, "w"))).includes("agent_restarting") ? true : undefined, 60)
       yield* dm("w", "between-crashes")
       yield* waitFor("the second run got the message sent between the crashes", () =>
-        runs(agents, "w").length === 2 && runs(agents, "w").some((text) => text.includes("between-crashes")) ? true : undefined, 90)
+        recordedSessions(agents, "w").length === 2 && recordedSessions(agents, "w").some((text) => text.includes("between-crashes")) ? true : undefined, 90)
       yield* dm("w", "second crash-now")
       yield* events(4)
       yield* dm("w", "after-restarts")
       yield* waitFor("the third run got the message sent after the restarts", () =>
-        runs(agents, "w").some((text) => text.includes("after-restarts")) ? true : undefined, 90)
+        recordedSessions(agents, "w").some((text) => text.includes("after-restarts")) ? true : undefined, 90)
 
       // The engine's deliveries to w so far, sent to the daemon once more: the cursor and seen set kept
       // across both restarts make them duplicates. A cursor dropped at a restart would type them again
@@ -120,7 +103,7 @@ describe("supervision (restartPolicy)", () => {
       // Deliveries to one agent are decided in arrival order: once the next message is typed, the replays were decided.
       yield* dm("w", "last-word")
       yield* waitFor("the third run got the last message", () =>
-        runs(agents, "w").some((text) => text.includes("last-word")) ? true : undefined, 90)
+        recordedSessions(agents, "w").some((text) => text.includes("last-word")) ? true : undefined, 90)
 
       const found = yield* lifecycle(broker, "w")
       assert.deepStrictEqual(kinds(found), [
@@ -138,7 +121,7 @@ describe("supervision (restartPolicy)", () => {
       assert.deepStrictEqual([found[1]?.["delay_ms"], found[1]?.["code"]], [1500, 3])
       assert.strictEqual(found[0]?.["code"], 3)
 
-      const all = runs(agents, "w")
+      const all = recordedSessions(agents, "w")
       assert.strictEqual(all.length, 3, JSON.stringify(all))
       const everything = all.join("")
       for (const text of ["first crash-now", "between-crashes", "second crash-now", "after-restarts", "last-word"]) {
